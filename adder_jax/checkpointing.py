@@ -1,0 +1,46 @@
+"""Saving and restoring the TrainState with orbax, in WORKDIR/checkpoints.
+
+Checkpoints are labelled by optimizer step. Saves are asynchronous (training goes on
+while the files are written) and atomic (a killed save leaves no checkpoint that a
+restart would pick up).
+"""
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+from adder_jax.errors import UserError
+
+
+class Checkpointer:
+  """A thin wrapper around `ocp.CheckpointManager` for one TrainState."""
+
+  def __init__(self, workdir, max_to_keep=2):
+    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+  def latest_step(self):
+    return self._manager.latest_step()
+
+  def save(self, state):
+    self._manager.save(int(jax.device_get(state.step)), args=ocp.args.StandardSave(state), force=True)
+
+  def restore(self, abstract_state, step=None):
+    """Restores `step` (default: the latest) into the structure, shapes and shardings of
+    `abstract_state`; None when there is no checkpoint."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      return None
+    try:
+      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    except (ValueError, KeyError, TypeError) as e:
+      first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      raise UserError(
+          f"the checkpoint at step {step} in {self.directory} does not fit this model "
+          f"config ({first_line[:300]}); use the config it was trained with or a new workdir.") from e
+
+  def close(self):
+    self._manager.wait_until_finished()
+    self._manager.close()

@@ -1,0 +1,37 @@
+"""Checks of a training config, so a bad value fails at start with one clear line."""
+
+from adder_jax import models, optimizers
+from adder_jax.errors import UserError
+
+
+def _positive(value, name, kind=(int, float)):
+  if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+    raise UserError(f"config.{name} must be a positive number, got {value!r}.")
+
+
+def validate(config):
+  _positive(config.num_epochs, "num_epochs", int)
+  _positive(config.batch_size, "batch_size", int)
+  _positive(config.eval_batch_size, "eval_batch_size", int)
+  _positive(config.steps_per_chunk, "steps_per_chunk", int)
+  _positive(config.optimizer.learning_rate, "optimizer.learning_rate")
+  if config.optimizer.name not in optimizers.OPTIMIZERS:
+    raise UserError(f"config.optimizer.name {config.optimizer.name!r} is unknown; "
+                    f"choose one of {', '.join(optimizers.OPTIMIZERS)}.")
+  if config.optimizer.schedule not in optimizers.SCHEDULES:
+    raise UserError(f"config.optimizer.schedule {config.optimizer.schedule!r} is unknown; "
+                    f"choose one of {', '.join(optimizers.SCHEDULES)}.")
+  if not 0.0 <= config.optimizer.warmup_fraction < 1.0:
+    raise UserError("config.optimizer.warmup_fraction must be in [0, 1), "
+                    f"got {config.optimizer.warmup_fraction!r}.")
+  if not 0.0 <= config.model.dropout_rate < 1.0:
+    raise UserError(f"config.model.dropout_rate must be in [0, 1), got {config.model.dropout_rate!r}.")
+  try:
+    models.parse_conv_layers(config.model.conv_layers)
+  except ValueError as e:
+    raise UserError(f"config.model.conv_layers: {e}.") from e
+  if config.model.dtype not in ("float32", "bfloat16"):
+    raise UserError(f"config.model.dtype must be 'float32' or 'bfloat16', got {config.model.dtype!r}.")
+  for name in ("digit_weight", "sum_weight"):
+    if config.loss[name] < 0:
+      raise UserError(f"config.loss.{name} must be >= 0, got {config.loss[name]!r}.")

@@ -1,0 +1,109 @@
+"""MNIST from tensorflow-datasets into numpy, and the pairing of images with numbers.
+
+The data is prepared once as ArrayRecord files (from the network, or offline from the
+four IDX files in `manual_dir`) and read back with `tfds` data sources, which need no
+TensorFlow. Pairing images with random numbers is done on the accelerator, inside the
+compiled training loop, by `epoch_plan`.
+"""
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow_datasets as tfds
+
+from adder_jax.errors import UserError
+
+NUM_DIGITS = 10
+NUM_SUMS = 2 * NUM_DIGITS - 1
+IMAGE_SHAPE = (28, 28)
+
+# The test set is paired with numbers from this seed whatever `config.seed` is, so that
+# test accuracies of different runs are measured on the same pairs. It is also the
+# pairing that the usual PyTorch versions of this task evaluate on.
+TEST_PAIRING_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """One split of MNIST: uint8 images (n, 28, 28) and int32 digit labels (n,)."""
+
+  images: np.ndarray
+  labels: np.ndarray
+
+  def __len__(self):
+    return len(self.labels)
+
+
+def _builder(data_config):
+  data_dir = os.path.expanduser(data_config.data_dir) if data_config.data_dir else None
+  return tfds.builder(data_config.dataset, data_dir=data_dir, file_format="array_record")
+
+
+def prepare(data_config):
+  """Makes sure the dataset is prepared in `data_config.data_dir` and returns its builder.
+
+  Preparing needs TensorFlow's file I/O; it is imported (by tfds) only on this path.
+  """
+  builder = _builder(data_config)
+  if builder.is_prepared():
+    return builder
+  manual_dir = data_config.manual_dir
+  if manual_dir:
+    manual_dir = os.path.expanduser(manual_dir)
+    if not os.path.isdir(manual_dir):
+      raise UserError(f"data.manual_dir {manual_dir!r} is not a directory.")
+  download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+  try:
+    builder.download_and_prepare(download_config=download_config)
+  except Exception as e:  # tfds raises many unrelated types for a failed download.
+    where = f"from {manual_dir}" if manual_dir else "by downloading it"
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UserError(
+        f"could not prepare {data_config.dataset} in {builder.data_dir} {where} "
+        f"({reason}); without a network, pass --config.data.manual_dir=DIR, a folder "
+        "with the four MNIST IDX .gz files.") from e
+  return builder
+
+
+def load(data_config):
+  """Returns {'train': Split, 'test': Split} read into numpy."""
+  builder = prepare(data_config)
+  return {name: _read_split(builder, name) for name in ("train", "test")}
+
+
+def _read_split(builder, split):
+  source = builder.as_data_source(split=split)
+  examples = source.__getitems__(range(len(source)))
+  images = np.stack([ex["image"] for ex in examples]).reshape(-1, *IMAGE_SHAPE)
+  labels = np.asarray([ex["label"] for ex in examples], np.int32)
+  return Split(images=images.astype(np.uint8), labels=labels)
+
+
+def test_numbers(num_examples):
+  """The fixed numbers paired with the test images (same for every run)."""
+  rng = np.random.default_rng(TEST_PAIRING_SEED)
+  return rng.integers(0, NUM_DIGITS, num_examples).astype(np.int32)
+
+
+def epoch_plan(key, epoch, num_examples, batch_size):
+  """Order and pairing of one training epoch, drawn on the device.
+
+  Args:
+    key: the data PRNG key of the run (derived from `config.seed`).
+    epoch: epoch index (0-based), traced or static.
+    num_examples: training set size.
+    batch_size: global batch size.
+
+  Returns:
+    (batch_indices, numbers): int32 [steps, batch_size] indices into the training set,
+    the last incomplete batch dropped; and int32 [num_examples] the number paired with
+    each training image in this epoch, fresh every epoch.
+  """
+  order_key, number_key = jax.random.split(jax.random.fold_in(key, epoch))
+  steps = num_examples // batch_size
+  order = jax.random.permutation(order_key, num_examples)[: steps * batch_size]
+  numbers = jax.random.randint(number_key, (num_examples,), 0, NUM_DIGITS, jnp.int32)
+  return order.reshape(steps, batch_size).astype(jnp.int32), numbers

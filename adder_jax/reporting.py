@@ -1,0 +1,71 @@
+"""Where metrics go: WORKDIR/metrics.jsonl (one JSON object per epoch), TensorBoard
+event files in WORKDIR, and a progress bar on the terminal."""
+
+import json
+import os
+
+import tensorboardX
+import tqdm
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_metrics(workdir):
+  """The complete records of WORKDIR/metrics.jsonl (a torn last line is ignored)."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    lines = f.read().split("\n")
+  # Every complete record ends with a newline, so the last item is '' or a torn line.
+  return [json.loads(line) for line in lines[:-1] if line]
+
+
+class MetricWriter:
+  """Appends one record per epoch to metrics.jsonl and the same scalars to TensorBoard.
+
+  On resume, records of steps after the restored checkpoint (written before a crash
+  that lost their checkpoint) are dropped, so the file always matches the checkpoints.
+  """
+
+  def __init__(self, workdir, resume_step):
+    self.path = os.path.join(workdir, METRICS_FILE)
+    kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
+    self._rewrite(kept)
+    self._tensorboard = tensorboardX.SummaryWriter(logdir=workdir)
+
+  def _rewrite(self, records):
+    tmp = self.path + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in records)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, self.path)
+
+  def write(self, record):
+    # One write() of a whole line: a crash leaves at worst a torn last line, which
+    # read_metrics ignores and the next resume removes.
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
+    for name, value in record.items():
+      if name not in ("epoch", "step") and isinstance(value, (int, float)):
+        self._tensorboard.add_scalar(name, value, record["step"])
+    self._tensorboard.flush()
+
+  def close(self):
+    self._tensorboard.close()
+
+
+def progress_bar(epoch, num_epochs, steps):
+  return tqdm.tqdm(total=steps, desc=f"epoch {epoch}/{num_epochs}", unit="step",
+                   dynamic_ncols=True, leave=True)
+
+
+def print_summary(record):
+  tqdm.tqdm.write(
+      f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, "
+      f"test digit {record['test_digit_accuracy']:.2f}%, sum {record['test_sum_accuracy']:.2f}%, "
+      f"sum all pairs {record['test_sum_accuracy_all_pairs']:.2f}%, "
+      f"{record['epoch_seconds']:.1f} s ({record['images_per_second']:.0f} images/s)")

@@ -1,0 +1,39 @@
+"""The device mesh and how arrays are laid out on it.
+
+Data parallelism is one `('data',)` mesh axis over all devices: batches are split along
+it, parameters and the resident datasets are replicated, and `jax.jit` inserts the
+gradient all-reduce. The code is the same for one device or many.
+"""
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from adder_jax.errors import UserError
+
+DATA_AXIS = "data"
+
+
+def create_mesh(devices=None):
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh):
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh):
+  """Leading (batch) axis split over the devices."""
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def check_divisible(batch_size, mesh, name):
+  count = mesh.shape[DATA_AXIS]
+  if batch_size % count:
+    raise UserError(f"{name}={batch_size} does not divide by the {count} devices; "
+                    f"choose a multiple of {count}.")
+
+
+def put_replicated(tree, mesh):
+  return jax.device_put(tree, replicated(mesh))

@@ -1,0 +1,150 @@
+"""Pure functions of the training state: the loss, one train step, a scanned chunk of
+steps, and the forward pass over the test set. Nothing here touches the host."""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from adder_jax import input_pipeline
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """Everything a run needs to continue: a plain pytree, saved whole in checkpoints."""
+
+  step: jax.Array  # int32 scalar: optimizer steps taken.
+  params: Any
+  batch_stats: Any  # BatchNorm running statistics ({} without BatchNorm).
+  opt_state: Any
+  # Raw uint32 key data of the run's training key. Step `s` draws from
+  # fold_in(rng, s), so no key needs to be carried from step to step.
+  rng: jax.Array
+
+
+def init_state(model, tx, rng, batch_size=2):
+  """Initialises parameters and optimizer state; `jax.eval_shape` of it is cheap."""
+  init_rng, train_rng = jax.random.split(rng)
+  images = jnp.zeros((batch_size, *input_pipeline.IMAGE_SHAPE), jnp.uint8)
+  numbers = jnp.zeros((batch_size,), jnp.int32)
+  variables = model.init({"params": init_rng, "dropout": init_rng}, images, numbers, train=False)
+  params = variables["params"]
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=variables.get("batch_stats", {}),
+      opt_state=tx.init(params),
+      rng=jax.random.key_data(train_rng),
+  )
+
+
+def cross_entropy(logits, labels, label_smoothing=0.0):
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+def loss_and_metrics(params, state, batch, dropout_rng, model, loss_config):
+  """Weighted sum of the digit and sum cross-entropies, averaged over the batch."""
+  variables = {"params": params}
+  mutable = []
+  if state.batch_stats:
+    variables["batch_stats"] = state.batch_stats
+    mutable = ["batch_stats"]
+  (digit_logits, sum_logits), updates = model.apply(
+      variables, batch["image"], batch["number"], train=True,
+      rngs={"dropout": dropout_rng}, mutable=mutable)
+  digit_loss = cross_entropy(digit_logits, batch["label"], loss_config.label_smoothing).mean()
+  sum_loss = cross_entropy(sum_logits, batch["sum"], loss_config.label_smoothing).mean()
+  loss = loss_config.digit_weight * digit_loss + loss_config.sum_weight * sum_loss
+  metrics = {
+      "loss": loss,
+      "digit_correct": jnp.sum(jnp.argmax(digit_logits, -1) == batch["label"]),
+      "sum_correct": jnp.sum(jnp.argmax(sum_logits, -1) == batch["sum"]),
+  }
+  return loss, (metrics, updates.get("batch_stats", state.batch_stats))
+
+
+def train_step(state, batch, model, tx, loss_config):
+  """One optimizer step on one batch; returns the new state and the step's metrics."""
+  dropout_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  grad_fn = jax.grad(loss_and_metrics, has_aux=True)
+  grads, (metrics, batch_stats) = grad_fn(state.params, state, batch, dropout_rng, model, loss_config)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  new_state = state.replace(
+      step=state.step + 1,
+      params=optax.apply_updates(state.params, updates),
+      batch_stats=batch_stats,
+      opt_state=opt_state,
+  )
+  return new_state, metrics
+
+
+def gather_batch(train_images, train_labels, numbers, indices):
+  """The training batch at `indices` with its numbers and sums."""
+  labels = train_labels[indices]
+  paired = numbers[indices]
+  return {"image": train_images[indices], "label": labels, "number": paired, "sum": labels + paired}
+
+
+def train_chunk(state, train_images, train_labels, batch_indices, numbers, chunk_start, *,
+                num_steps, model, tx, loss_config, batch_sharding):
+  """`num_steps` train steps as one `lax.scan`, over batches chunk_start, chunk_start + 1, ...
+
+  Args:
+    state: TrainState.
+    train_images, train_labels: the whole training set, resident on the devices.
+    batch_indices, numbers: this epoch's plan from `input_pipeline.epoch_plan`.
+    chunk_start: index of the chunk's first batch in the epoch.
+    num_steps: static chunk length.
+    model, tx, loss_config: static.
+    batch_sharding: how each batch is laid out over the devices.
+
+  Returns:
+    The new state and the chunk's summed metrics ('loss' is a sum of per-step means).
+  """
+  chunk = jax.lax.dynamic_slice_in_dim(batch_indices, chunk_start, num_steps)
+
+  def body(state, indices):
+    indices = jax.lax.with_sharding_constraint(indices, batch_sharding)
+    batch = gather_batch(train_images, train_labels, numbers, indices)
+    return train_step(state, batch, model, tx, loss_config)
+
+  state, metrics = jax.lax.scan(body, state, chunk)
+  return state, jax.tree.map(jnp.sum, metrics)
+
+
+def predict(params, batch_stats, images, numbers, *, model, batch_size, batch_sharding):
+  """Logits for every test image, with its fixed number and with all ten numbers.
+
+  Args:
+    images: uint8 [N, 28, 28] with N a multiple of batch_size (pad first).
+    numbers: int32 [N], the fixed pairing.
+
+  Returns:
+    dict of digit_logits [N, 10], sum_logits [N, 19] for the fixed pairing, and
+    all_sums [N, 10] the predicted sum for each image with each number 0-9.
+  """
+  variables = {"params": params}
+  if batch_stats:
+    variables["batch_stats"] = batch_stats
+  every_number = jnp.arange(input_pipeline.NUM_DIGITS, dtype=jnp.int32)
+
+  def one_batch(_, batch):
+    batch_images, batch_numbers = batch
+    batch_images = jax.lax.with_sharding_constraint(batch_images, batch_sharding)
+    digit_logits = model.apply(variables, batch_images, method=model.digit_logits)
+    sum_logits = model.apply(variables, digit_logits, batch_numbers, method=model.sum_logits)
+    all_sum_logits = jax.vmap(
+        lambda n: model.apply(variables, digit_logits, jnp.full_like(batch_numbers, n),
+                              method=model.sum_logits),
+        out_axes=1)(every_number)
+    out = {"digit_logits": digit_logits, "sum_logits": sum_logits,
+           "all_sums": jnp.argmax(all_sum_logits, -1).astype(jnp.int32)}
+    return None, out
+
+  n = images.shape[0]
+  batches = (images.reshape(n // batch_size, batch_size, *images.shape[1:]),
+             numbers.reshape(n // batch_size, batch_size))
+  _, out = jax.lax.scan(one_batch, None, batches)
+  return jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)

@@ -1,0 +1,224 @@
+"""The training loop: `train_and_evaluate(config, workdir)`.
+
+It loads MNIST onto the devices once, then runs each epoch as a few compiled chunks of
+`lax.scan`-ned train steps (shuffling and pairing happen on the device), evaluates on
+the test set, writes metrics and saves a checkpoint. Rerunning on the same workdir
+resumes from the latest checkpoint and gives the same metrics as an unbroken run.
+"""
+
+import functools
+import os
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adder_jax import checkpointing
+from adder_jax import config_checks
+from adder_jax import evaluation
+from adder_jax import input_pipeline
+from adder_jax import models
+from adder_jax import optimizers
+from adder_jax import reporting
+from adder_jax import sharding
+from adder_jax import steps
+from adder_jax.errors import UserError
+
+
+class Trainer:
+  """The compiled functions and device-resident data of one run; no mutable state.
+
+  Built once per run by `train_and_evaluate`; the benchmark script drives it directly.
+  """
+
+  def __init__(self, config, data, mesh=None):
+    self.config = config
+    self.mesh = sharding.create_mesh() if mesh is None else mesh
+    sharding.check_divisible(config.batch_size, self.mesh, "batch_size")
+    sharding.check_divisible(config.eval_batch_size, self.mesh, "eval_batch_size")
+    self.num_train = len(data["train"])
+    self.steps_per_epoch = self.num_train // config.batch_size
+    if self.steps_per_epoch == 0:
+      raise UserError(f"batch_size={config.batch_size} is larger than the training set "
+                      f"({self.num_train} images).")
+    self.total_steps = self.steps_per_epoch * config.num_epochs
+    self.model = models.create_model(config.model)
+    self.tx, self.schedule = optimizers.create_optimizer(config.optimizer, self.total_steps)
+    seed_key = jax.random.key(config.seed)
+    self.init_key, self.data_key = jax.random.split(seed_key)
+
+    replicated = sharding.replicated(self.mesh)
+    batch_sharding = sharding.batch_sharded(self.mesh)
+    self.train_images, self.train_labels = sharding.put_replicated(
+        (data["train"].images, data["train"].labels), self.mesh)
+    self.test_labels = data["test"].labels
+    self.test_numbers = input_pipeline.test_numbers(len(data["test"]))
+    padded = -len(data["test"]) % config.eval_batch_size
+    self.test_images, self.test_numbers_on_device = sharding.put_replicated(
+        (np.pad(data["test"].images, ((0, padded), (0, 0), (0, 0))),
+         np.pad(self.test_numbers, (0, padded))), self.mesh)
+
+    self._init = jax.jit(functools.partial(steps.init_state, self.model, self.tx),
+                         out_shardings=replicated)
+    self.abstract_state = jax.eval_shape(self._init, self.init_key)
+    self.state_sharding = jax.tree.map(lambda _: replicated, self.abstract_state)
+    self._epoch_plan = jax.jit(
+        functools.partial(input_pipeline.epoch_plan, num_examples=self.num_train,
+                          batch_size=config.batch_size),
+        out_shardings=replicated)
+    self._chunk_fns = {}
+    self._batch_sharding = batch_sharding
+    self._predict = jax.jit(
+        functools.partial(steps.predict, model=self.model, batch_size=config.eval_batch_size,
+                          batch_sharding=batch_sharding),
+        out_shardings=replicated)
+
+  def init_state(self):
+    return self._init(self.init_key)
+
+  def restore_target(self):
+    """The abstract state, with shardings, that checkpoints restore into."""
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        self.abstract_state, self.state_sharding)
+
+  def chunk_lengths(self, start=0):
+    """Lengths of the scanned chunks that cover the epoch's steps from `start` on."""
+    chunk = min(self.config.steps_per_chunk, self.steps_per_epoch)
+    remaining = self.steps_per_epoch - start
+    return [chunk] * (remaining // chunk) + ([remaining % chunk] if remaining % chunk else [])
+
+  def chunk_fn(self, num_steps):
+    """The compiled train chunk of `num_steps` steps (compiled once per length)."""
+    if num_steps not in self._chunk_fns:
+      fn = functools.partial(
+          steps.train_chunk, num_steps=num_steps, model=self.model, tx=self.tx,
+          loss_config=self.config.loss, batch_sharding=self._batch_sharding)
+      replicated = sharding.replicated(self.mesh)
+      self._chunk_fns[num_steps] = jax.jit(
+          fn, donate_argnums=0, in_shardings=(self.state_sharding,) + (replicated,) * 5,
+          out_shardings=(self.state_sharding, replicated))
+    return self._chunk_fns[num_steps]
+
+  def compile(self, start=0):
+    """Compiles ahead of time every function an epoch needs; returns seconds taken."""
+    t0 = time.perf_counter()
+    plan = jax.eval_shape(self._epoch_plan, self.data_key, 0)
+    target = self.restore_target()
+    for length in set(self.chunk_lengths(start)) | set(self.chunk_lengths()):
+      self.chunk_fn(length).lower(target, self.train_images, self.train_labels, *plan,
+                                  jnp.int32(0)).compile()
+    self._predict.lower(target.params, target.batch_stats, self.test_images,
+                        self.test_numbers_on_device).compile()
+    self._epoch_plan.lower(self.data_key, 0).compile()
+    return time.perf_counter() - t0
+
+  def epoch_plan(self, epoch):
+    return self._epoch_plan(self.data_key, epoch)
+
+  def run_chunk(self, state, plan, chunk_start, num_steps):
+    return self.chunk_fn(num_steps)(state, self.train_images, self.train_labels, *plan,
+                                    jnp.int32(chunk_start))
+
+  def evaluate(self, state):
+    """Test metrics of `state` (fixed pairing and all pairs); see evaluation.test_metrics."""
+    predictions = jax.device_get(self._predict(
+        state.params, state.batch_stats, self.test_images, self.test_numbers_on_device))
+    n = len(self.test_labels)
+    predictions = {k: np.asarray(v)[:n] for k, v in predictions.items()}
+    return evaluation.test_metrics(predictions, self.test_labels, self.test_numbers,
+                                   self.config.loss)
+
+
+def train_and_evaluate(config, workdir):
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint).
+
+  Returns:
+    The metrics record of the last epoch.
+  """
+  config_checks.validate(config)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  data = input_pipeline.load(config.data)
+  trainer = Trainer(config, data)
+  logging.info("%d devices, %d steps per epoch, %d parameters", trainer.mesh.size,
+               trainer.steps_per_epoch,
+               sum(x.size for x in jax.tree.leaves(trainer.abstract_state.params)))
+
+  checkpointer = checkpointing.Checkpointer(workdir)
+  state = checkpointer.restore(trainer.restore_target())
+  if state is None:
+    state = trainer.init_state()
+    _write_config(config, workdir)
+  step = int(jax.device_get(state.step))
+  if step:
+    logging.info("resuming from the checkpoint at step %d", step)
+  writer = reporting.MetricWriter(workdir, resume_step=step)
+  record = (reporting.read_metrics(workdir) or [None])[-1]
+  try:
+    start_epoch, start_in_epoch = divmod(step, trainer.steps_per_epoch)
+    compile_seconds = trainer.compile(start_in_epoch)
+    logging.info("compiled in %.1f s", compile_seconds)
+    for epoch in range(start_epoch, config.num_epochs):
+      state, record = _train_epoch(trainer, state, epoch, start_in_epoch, checkpointer)
+      start_in_epoch = 0
+      record["compile_seconds"] = round(compile_seconds, 3)
+      writer.write(record)
+      checkpointer.save(state)
+      reporting.print_summary(record)
+  finally:
+    writer.close()
+    checkpointer.close()
+  return record
+
+
+def _train_epoch(trainer, state, epoch, start, checkpointer):
+  """One epoch from step `start` within it; returns the new state and its record."""
+  config = trainer.config
+  plan = trainer.epoch_plan(epoch)
+  totals = None
+  images = 0
+  bar = reporting.progress_bar(epoch + 1, config.num_epochs, trainer.steps_per_epoch)
+  bar.update(start)
+  t0 = time.perf_counter()
+  chunk_start = start
+  with bar:
+    for num_steps in trainer.chunk_lengths(start):
+      state, metrics = trainer.run_chunk(state, plan, chunk_start, num_steps)
+      metrics = jax.device_get(metrics)
+      if not np.isfinite(metrics["loss"]):
+        raise UserError(
+            f"training diverged: the loss became {float(metrics['loss'])} between steps "
+            f"{epoch * trainer.steps_per_epoch + chunk_start} and "
+            f"{epoch * trainer.steps_per_epoch + chunk_start + num_steps}; the last good "
+            f"checkpoint (step {checkpointer.latest_step()}) is kept. Lower the learning rate.")
+      totals = metrics if totals is None else jax.tree.map(np.add, totals, metrics)
+      chunk_start += num_steps
+      images += num_steps * config.batch_size
+      elapsed = time.perf_counter() - t0
+      bar.set_postfix(loss=f"{metrics['loss'] / num_steps:.4f}", img_per_s=f"{images / elapsed:.0f}")
+      bar.update(num_steps)
+  train_seconds = time.perf_counter() - t0
+  t1 = time.perf_counter()
+  test = trainer.evaluate(state)
+  eval_seconds = time.perf_counter() - t1
+  trained_steps = trainer.steps_per_epoch - start
+  record = {
+      "epoch": epoch + 1,
+      "step": int(jax.device_get(state.step)),
+      "learning_rate": float(trainer.schedule(jax.device_get(state.step))),
+      "train_loss": float(totals["loss"]) / trained_steps,
+      "train_digit_accuracy": 100.0 * float(totals["digit_correct"]) / images,
+      "train_sum_accuracy": 100.0 * float(totals["sum_correct"]) / images,
+      **test,
+      "epoch_seconds": round(train_seconds, 3),
+      "eval_seconds": round(eval_seconds, 3),
+      "images_per_second": round(images / train_seconds, 1),
+  }
+  return state, record
+
+
+def _write_config(config, workdir):
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json(indent=2))
