@@ -9,10 +9,14 @@ def _positive(value, name, kind=(int, float)):
     raise UserError(f"config.{name} must be a positive number, got {value!r}.")
 
 
-def validate(config):
+def validate(config, num_devices):
+  """Raises UserError for the first bad value; batches must split evenly over devices."""
   _positive(config.num_epochs, "num_epochs", int)
-  _positive(config.batch_size, "batch_size", int)
-  _positive(config.eval_batch_size, "eval_batch_size", int)
+  for name in ("batch_size", "eval_batch_size"):
+    _positive(config[name], name, int)
+    if config[name] % num_devices:
+      raise UserError(f"config.{name}={config[name]} does not divide by the {num_devices} "
+                      f"devices; choose a multiple of {num_devices}.")
   _positive(config.steps_per_chunk, "steps_per_chunk", int)
   _positive(config.optimizer.learning_rate, "optimizer.learning_rate")
   if config.optimizer.name not in optimizers.OPTIMIZERS:

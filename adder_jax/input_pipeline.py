@@ -9,12 +9,17 @@ compiled training loop, by `epoch_plan`.
 import dataclasses
 import os
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 
 from adder_jax.errors import UserError
+
+# The files tfds's MNIST builder reads from a manual dir.
+MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 NUM_DIGITS = 10
 NUM_SUMS = 2 * NUM_DIGITS - 1
@@ -55,6 +60,13 @@ def prepare(data_config):
     manual_dir = os.path.expanduser(manual_dir)
     if not os.path.isdir(manual_dir):
       raise UserError(f"data.manual_dir {manual_dir!r} is not a directory.")
+    missing = [f for f in MNIST_FILES if not os.path.exists(os.path.join(manual_dir, f))]
+    if missing:
+      # Without this check tfds falls back to downloading, retrying for minutes.
+      raise UserError(f"data.manual_dir {manual_dir!r} lacks {', '.join(missing)}.")
+  else:
+    logging.warning("%s is not prepared in %s: downloading it (with no network, pass "
+                    "--config.data.manual_dir=DIR instead).", data_config.dataset, builder.data_dir)
   download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   try:
     builder.download_and_prepare(download_config=download_config)

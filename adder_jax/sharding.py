@@ -9,8 +9,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from adder_jax.errors import UserError
-
 DATA_AXIS = "data"
 
 
@@ -26,13 +24,6 @@ def replicated(mesh):
 def batch_sharded(mesh):
   """Leading (batch) axis split over the devices."""
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-
-
-def check_divisible(batch_size, mesh, name):
-  count = mesh.shape[DATA_AXIS]
-  if batch_size % count:
-    raise UserError(f"{name}={batch_size} does not divide by the {count} devices; "
-                    f"choose a multiple of {count}.")
 
 
 def put_replicated(tree, mesh):

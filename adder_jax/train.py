@@ -31,13 +31,12 @@ class Trainer:
   """The compiled functions and device-resident data of one run; no mutable state.
 
   Built once per run by `train_and_evaluate`; the benchmark script drives it directly.
+  The config must have passed `config_checks.validate`.
   """
 
   def __init__(self, config, data, mesh=None):
     self.config = config
     self.mesh = sharding.create_mesh() if mesh is None else mesh
-    sharding.check_divisible(config.batch_size, self.mesh, "batch_size")
-    sharding.check_divisible(config.eval_batch_size, self.mesh, "eval_batch_size")
     self.num_train = len(data["train"])
     self.steps_per_epoch = self.num_train // config.batch_size
     if self.steps_per_epoch == 0:
@@ -137,11 +136,12 @@ def train_and_evaluate(config, workdir):
   Returns:
     The metrics record of the last epoch.
   """
-  config_checks.validate(config)
+  mesh = sharding.create_mesh()
+  config_checks.validate(config, num_devices=mesh.size)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   data = input_pipeline.load(config.data)
-  trainer = Trainer(config, data)
+  trainer = Trainer(config, data, mesh)
   logging.info("%d devices, %d steps per epoch, %d parameters", trainer.mesh.size,
                trainer.steps_per_epoch,
                sum(x.size for x in jax.tree.leaves(trainer.abstract_state.params)))

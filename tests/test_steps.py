@@ -1,0 +1,78 @@
+"""Golden values of one train step, and the train step's basic invariants."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adder_jax import models
+from adder_jax import optimizers
+from adder_jax import steps
+from configs import default
+
+# One adamw step of the tiny network below on a fixed batch, recorded on CPU.
+GOLDEN_LOSS = 5.1472063064575195
+GOLDEN_PARAM_SUM = 18.11765541799832
+GOLDEN_PARAM_ABS_SUM = 631.2576455627568
+GOLDEN_BN_MEAN_SUM = 0.056488893926143646
+
+
+def _tiny_setup():
+  config = default.get_config()
+  config.model.conv_layers = "4 M 8v"
+  config.model.dense_features = (16,)
+  config.model.sum_hidden_features = (8,)
+  config.model.batch_norm = True
+  config.model.dropout_rate = 0.25
+  config.model.dtype = "float32"
+  config.optimizer.name = "adamw"
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.schedule = "constant"
+  config.optimizer.weight_decay = 1e-4
+  config.loss.digit_weight = 1.0
+  config.loss.sum_weight = 1.0
+  config.loss.label_smoothing = 0.0
+  model = models.create_model(config.model)
+  tx, _ = optimizers.create_optimizer(config.optimizer, total_steps=10)
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (8, 28, 28), dtype=np.uint8),
+           "label": rng.integers(0, 10, 8).astype(np.int32),
+           "number": rng.integers(0, 10, 8).astype(np.int32)}
+  batch["sum"] = batch["label"] + batch["number"]
+  return config, model, tx, batch
+
+
+def _one_step():
+  config, model, tx, batch = _tiny_setup()
+  state = steps.init_state(model, tx, jax.random.key(0))
+  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, config.loss))
+  return state, *step(state, batch)
+
+
+def test_one_train_step_golden_values():
+  # A change here means the initialisation, model, loss or optimizer computes
+  # something different: intended changes re-record the values.
+  _, state, metrics = _one_step()
+  np.testing.assert_allclose(float(metrics["loss"]), GOLDEN_LOSS, rtol=1e-5)
+  params = jax.tree.leaves(state.params)
+  np.testing.assert_allclose(sum(float(jnp.sum(p)) for p in params), GOLDEN_PARAM_SUM, rtol=1e-5)
+  np.testing.assert_allclose(sum(float(jnp.sum(jnp.abs(p))) for p in params), GOLDEN_PARAM_ABS_SUM, rtol=1e-5)
+  bn_mean = state.batch_stats["digit_net"]["BatchNorm_0"]["mean"]
+  np.testing.assert_allclose(float(jnp.sum(bn_mean)), GOLDEN_BN_MEAN_SUM, rtol=1e-4)
+
+
+def test_train_step_moves_every_parameter_and_counts_the_step():
+  before, after, metrics = _one_step()
+  assert int(after.step) == 1
+  for old, new in zip(jax.tree.leaves(before.params), jax.tree.leaves(after.params)):
+    assert not np.allclose(old, new)
+  assert 0 <= int(metrics["digit_correct"]) <= 8
+
+
+def test_training_on_one_batch_lowers_the_loss():
+  config, model, tx, batch = _tiny_setup()
+  state = steps.init_state(model, tx, jax.random.key(0))
+  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, config.loss))
+  state, first = step(state, batch)
+  for _ in range(40):
+    state, last = step(state, batch)
+  assert float(last["loss"]) < 0.75 * float(first["loss"])

@@ -1,0 +1,133 @@
+"""The whole training loop on mock MNIST: outputs, determinism, resume, devices."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from adder_jax import checkpointing
+from adder_jax import reporting
+from adder_jax import train
+from conftest import REPO_ROOT, mock_mnist
+
+NUM_EXAMPLES = 120
+# Timings differ from run to run; everything else must not.
+TIMING_KEYS = ("epoch_seconds", "eval_seconds", "images_per_second", "compile_seconds")
+
+
+def _train(config, workdir):
+  with mock_mnist(num_examples=NUM_EXAMPLES):
+    return train.train_and_evaluate(config, str(workdir))
+
+
+def _without_timings(records):
+  return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+  """One uninterrupted 2-epoch run that the other tests compare against."""
+  from configs import smoke
+  config = smoke.get_config()
+  config.num_epochs = 2
+  config.batch_size = 32
+  config.eval_batch_size = 40
+  config.steps_per_chunk = 2
+  workdir = tmp_path_factory.mktemp("reference")
+  config.data.data_dir = str(workdir / "tfds")
+  _train(config, workdir)
+  return config, workdir
+
+
+def test_outputs_of_a_run(reference_run):
+  config, workdir = reference_run
+  records = reporting.read_metrics(str(workdir))
+  assert [r["epoch"] for r in records] == [1, 2]
+  assert [r["step"] for r in records] == [3, 6]  # 120 // 32 steps per epoch
+  for record in records:
+    for key in ("train_loss", "test_loss", "test_digit_accuracy", "test_sum_accuracy",
+                "test_sum_accuracy_all_pairs", "epoch_seconds", "images_per_second"):
+      assert np.isfinite(record[key]), key
+    for key in ("test_digit_accuracy", "test_sum_accuracy", "test_sum_accuracy_all_pairs"):
+      assert 0.0 <= record[key] <= 100.0
+  assert glob.glob(str(workdir / "events.out.tfevents.*"))
+  assert checkpointing.Checkpointer(str(workdir)).latest_step() == 6
+  with open(workdir / "config.json") as f:
+    assert json.load(f)["batch_size"] == config.batch_size
+
+
+def test_same_seed_gives_identical_metrics(reference_run, tmp_path):
+  config, workdir = reference_run
+  _train(config, tmp_path)
+  assert _without_timings(reporting.read_metrics(str(tmp_path))) == _without_timings(
+      reporting.read_metrics(str(workdir)))
+
+
+def test_other_seed_gives_other_metrics(reference_run, tmp_path):
+  config, workdir = reference_run
+  config = config.copy_and_resolve_references()
+  config.seed = 1
+  _train(config, tmp_path)
+  assert (reporting.read_metrics(str(tmp_path))[-1]["train_loss"] !=
+          reporting.read_metrics(str(workdir))[-1]["train_loss"])
+
+
+def test_resume_after_a_crash_gives_the_same_final_metrics(reference_run, tmp_path):
+  config, workdir = reference_run
+  _train(config, tmp_path)
+  # Simulate a crash during the last epoch's checkpoint save: the epoch's metrics line
+  # was written (and a torn line after it), its checkpoint never finished.
+  checkpoints = tmp_path / "checkpoints"
+  os.system(f"rm -rf {checkpoints}/6")
+  with open(tmp_path / reporting.METRICS_FILE, "a") as f:
+    f.write('{"epoch": 3, "st')
+  assert checkpointing.Checkpointer(str(tmp_path)).latest_step() == 3
+  _train(config, tmp_path)
+  assert _without_timings(reporting.read_metrics(str(tmp_path))) == _without_timings(
+      reporting.read_metrics(str(workdir)))
+
+
+def test_rerun_of_a_finished_run_changes_nothing(reference_run):
+  config, workdir = reference_run
+  before = reporting.read_metrics(str(workdir))
+  record = _train(config, workdir)
+  assert reporting.read_metrics(str(workdir)) == before
+  assert record == before[-1]
+
+
+_RUN_ON_DEVICES = """
+import json, sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+import jax
+from conftest import mock_mnist
+from adder_jax import train
+import ml_collections
+config = ml_collections.ConfigDict(json.loads({config!r}))
+with mock_mnist(num_examples={n}):
+  record = train.train_and_evaluate(config, {workdir!r})
+print(json.dumps({{"devices": jax.device_count(), "record": record}}))
+"""
+
+
+def test_eight_devices_give_the_same_metrics_as_one(reference_run, tmp_path):
+  config, workdir = reference_run
+  code = _RUN_ON_DEVICES.format(repo=REPO_ROOT, tests=os.path.join(REPO_ROOT, "tests"),
+                                config=config.to_json(), n=NUM_EXAMPLES, workdir=str(tmp_path))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=300, check=True)
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result["devices"] == 8
+  one_device = reporting.read_metrics(str(workdir))[-1]
+  eight_devices = result["record"]
+  for key in ("train_loss", "test_loss"):
+    np.testing.assert_allclose(eight_devices[key], one_device[key], rtol=1e-3)
+  for key in ("train_digit_accuracy", "test_digit_accuracy", "test_sum_accuracy",
+              "test_sum_accuracy_all_pairs"):
+    # Summation order differs across devices: at most one test example may flip.
+    assert abs(eight_devices[key] - one_device[key]) <= 100.0 / NUM_EXAMPLES + 1e-9, key
