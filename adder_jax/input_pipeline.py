@@ -4,6 +4,15 @@ The data is prepared once as ArrayRecord files (from the network, or offline fro
 four IDX files in `manual_dir`) and read back with `tfds` data sources, which need no
 TensorFlow. Pairing images with random numbers is done on the accelerator, inside the
 compiled training loop, by `epoch_plan`.
+
+With several processes (see distributed.py) every process reads the whole dataset
+(MNIST is small) and places it on its own devices, and the plan is drawn from the seed
+alone, so it is the same in every process and for any number of devices: a run pairs
+the same images with the same numbers whatever its layout. Each global batch is then
+gathered on the devices (`steps.train_chunk`) by indices split over the 'data' axis,
+so each process's devices, and so each process, materialise only their own share of
+every global batch, the rows that `jax.make_array_from_process_local_data` would take
+from that process if it built the batch on the host.
 """
 
 import dataclasses

@@ -1,4 +1,9 @@
-"""Command line: python -m adder_jax.main --config configs/default.py --workdir DIR."""
+"""Command line: python -m adder_jax.main --config configs/default.py --workdir DIR.
+
+On a cluster every process runs the same command with --distributed (settings read from
+SLURM, Open MPI, Kubernetes or Cloud TPU), or with --coordinator_address,
+--num_processes and --process_id.
+"""
 
 import sys
 
@@ -7,6 +12,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from adder_jax import distributed
 from adder_jax import train
 from adder_jax.errors import UserError
 
@@ -14,6 +20,16 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and TensorBoard events.")
 config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_bool("distributed", False, "Join a multi-process run with jax.distributed, "
+                  "detecting the coordinator, process count and process id from SLURM, Open MPI, "
+                  "Kubernetes or Cloud TPU.")
+flags.DEFINE_string("coordinator_address", None,
+                    "HOST:PORT where process 0 serves the coordinator (implies --distributed).")
+flags.DEFINE_integer("num_processes", None, "Processes in the run (implies --distributed).",
+                     lower_bound=1)
+flags.DEFINE_integer("process_id", None,
+                     "This process's index, 0 .. num_processes - 1 (implies --distributed).",
+                     lower_bound=0)
 
 
 def main(argv):
@@ -23,6 +39,8 @@ def main(argv):
     # Libraries log every checkpoint file at INFO; the epoch summaries are printed.
     logging.set_verbosity(logging.WARNING)
   try:
+    distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
+                           FLAGS.process_id)
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except UserError as e:
     logging.flush()

@@ -1,5 +1,9 @@
 """Where metrics go: WORKDIR/metrics.jsonl (one JSON object per epoch), TensorBoard
-event files in WORKDIR, and a progress bar on the terminal."""
+event files in WORKDIR, and a progress bar on the terminal.
+
+In a multi-process run only process 0 writes them; the others use `NullMetricWriter`
+and a disabled progress bar, so no two processes write the same file.
+"""
 
 import json
 import os
@@ -58,9 +62,19 @@ class MetricWriter:
     self._tensorboard.close()
 
 
-def progress_bar(epoch, num_epochs, steps):
+class NullMetricWriter:
+  """Stands in for `MetricWriter` in the processes that do not write metrics."""
+
+  def write(self, record):
+    del record
+
+  def close(self):
+    pass
+
+
+def progress_bar(epoch, num_epochs, steps, enabled=True):
   return tqdm.tqdm(total=steps, desc=f"epoch {epoch}/{num_epochs}", unit="step",
-                   dynamic_ncols=True, leave=True)
+                   dynamic_ncols=True, leave=True, disable=not enabled)
 
 
 def print_summary(record):

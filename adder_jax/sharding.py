@@ -2,7 +2,8 @@
 
 Data parallelism is one `('data',)` mesh axis over all devices: batches are split along
 it, parameters and the resident datasets are replicated, and `jax.jit` inserts the
-gradient all-reduce. The code is the same for one device or many.
+gradient all-reduce. The code is the same for one device or many, in one process or
+many (the mesh then spans the devices of every process; see distributed.py).
 """
 
 import jax
@@ -27,4 +28,13 @@ def batch_sharded(mesh):
 
 
 def put_replicated(tree, mesh):
-  return jax.device_put(tree, replicated(mesh))
+  """Places host (numpy) arrays whole on every device of `mesh`.
+
+  Each process passes its own full copy, which must be the same in every process, and
+  fills its own devices; `jax.device_put` cannot, as it would need to write to the
+  devices of other processes.
+  """
+  sharding = replicated(mesh)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x), np.shape(x)),
+      tree)

@@ -106,6 +106,8 @@ def train_chunk(state, train_images, train_labels, batch_indices, numbers, chunk
   chunk = jax.lax.dynamic_slice_in_dim(batch_indices, chunk_start, num_steps)
 
   def body(state, indices):
+    # Split over the devices before the gather, so each device (and so each process)
+    # gathers only its own slice of the global batch from the replicated dataset.
     indices = jax.lax.with_sharding_constraint(indices, batch_sharding)
     batch = gather_batch(train_images, train_labels, numbers, indices)
     return train_step(state, batch, model, tx, loss_config)

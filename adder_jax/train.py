@@ -4,6 +4,10 @@ It loads MNIST onto the devices once, then runs each epoch as a few compiled chu
 `lax.scan`-ned train steps (shuffling and pairing happen on the device), evaluates on
 the test set, writes metrics and saves a checkpoint. Rerunning on the same workdir
 resumes from the latest checkpoint and gives the same metrics as an unbroken run.
+
+In a multi-process run (see distributed.py) every process runs this same loop on the
+global mesh; only process 0 writes metrics.jsonl, TensorBoard events and config.json,
+and every process takes part in saving and restoring checkpoints.
 """
 
 import functools
@@ -17,6 +21,7 @@ import numpy as np
 
 from adder_jax import checkpointing
 from adder_jax import config_checks
+from adder_jax import distributed
 from adder_jax import evaluation
 from adder_jax import input_pipeline
 from adder_jax import models
@@ -140,46 +145,55 @@ def train_and_evaluate(config, workdir):
   config_checks.validate(config, num_devices=mesh.size)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  distributed.chief_first(lambda: input_pipeline.prepare(config.data))
   data = input_pipeline.load(config.data)
+  distributed.check_same_on_all_processes(
+      [data[split].images for split in data] + [data[split].labels for split in data],
+      "MNIST data")
   trainer = Trainer(config, data, mesh)
   logging.info("%d devices, %d steps per epoch, %d parameters", trainer.mesh.size,
                trainer.steps_per_epoch,
                sum(x.size for x in jax.tree.leaves(trainer.abstract_state.params)))
 
   checkpointer = checkpointing.Checkpointer(workdir)
+  chief = distributed.is_chief()
   state = checkpointer.restore(trainer.restore_target())
   if state is None:
     state = trainer.init_state()
-    _write_config(config, workdir)
+    if chief:
+      _write_config(config, workdir)
   step = int(jax.device_get(state.step))
   if step:
     logging.info("resuming from the checkpoint at step %d", step)
-  writer = reporting.MetricWriter(workdir, resume_step=step)
+  writer = (reporting.MetricWriter(workdir, resume_step=step) if chief
+            else reporting.NullMetricWriter())
   record = (reporting.read_metrics(workdir) or [None])[-1]
   try:
     start_epoch, start_in_epoch = divmod(step, trainer.steps_per_epoch)
     compile_seconds = trainer.compile(start_in_epoch)
     logging.info("compiled in %.1f s", compile_seconds)
     for epoch in range(start_epoch, config.num_epochs):
-      state, record = _train_epoch(trainer, state, epoch, start_in_epoch, checkpointer)
+      state, record = _train_epoch(trainer, state, epoch, start_in_epoch, checkpointer, chief)
       start_in_epoch = 0
       record["compile_seconds"] = round(compile_seconds, 3)
       writer.write(record)
       checkpointer.save(state)
-      reporting.print_summary(record)
+      if chief:
+        reporting.print_summary(record)
   finally:
     writer.close()
     checkpointer.close()
   return record
 
 
-def _train_epoch(trainer, state, epoch, start, checkpointer):
+def _train_epoch(trainer, state, epoch, start, checkpointer, show_progress):
   """One epoch from step `start` within it; returns the new state and its record."""
   config = trainer.config
   plan = trainer.epoch_plan(epoch)
   totals = None
   images = 0
-  bar = reporting.progress_bar(epoch + 1, config.num_epochs, trainer.steps_per_epoch)
+  bar = reporting.progress_bar(epoch + 1, config.num_epochs, trainer.steps_per_epoch,
+                               enabled=show_progress)
   bar.update(start)
   t0 = time.perf_counter()
   chunk_start = start
