@@ -18,8 +18,10 @@ class Checkpointer:
 
   def __init__(self, workdir, max_to_keep=2):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    # The item handler lets `restore` read a checkpoint's shapes before its arrays.
     self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        item_handlers=ocp.StandardCheckpointHandler())
 
   def latest_step(self):
     return self._manager.latest_step()
@@ -33,6 +35,13 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       return None
+    # Checked up front: a restore that fails on a shape leaves orbax's reads of the
+    # other arrays running, and they print tracebacks when the process exits.
+    mismatch = _first_mismatch(_shapes(abstract_state), _shapes(self._manager.item_metadata(step)))
+    if mismatch:
+      raise UserError(f"the checkpoint at step {step} in {self.directory} does not fit this "
+                      f"model config ({mismatch}); use the config it was trained with or a "
+                      "new workdir.")
     try:
       return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
     except (ValueError, KeyError, TypeError) as e:
@@ -44,3 +53,26 @@ class Checkpointer:
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def _shapes(tree):
+  """{'params/digit_net/Dense_0/kernel': shape, ...} for every array in `tree`."""
+  def name(key):
+    for attribute in ("key", "name", "idx"):  # DictKey, GetAttrKey, SequenceKey.
+      if hasattr(key, attribute):
+        return str(getattr(key, attribute))
+    return str(key)
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {"/".join(name(k) for k in path): tuple(leaf.shape) for path, leaf in leaves}
+
+
+def _first_mismatch(wanted, saved):
+  """A description of the first difference between two `_shapes`, or None."""
+  for path in sorted(wanted.keys() | saved.keys()):
+    if path not in saved:
+      return f"{path} is not in the checkpoint"
+    if path not in wanted:
+      return f"the checkpoint has {path}, which this config does not"
+    if wanted[path] != saved[path]:
+      return f"{path} has shape {wanted[path]} in this config but {saved[path]} in the checkpoint"
+  return None

@@ -1,11 +1,14 @@
 """Checks of a training config, so a bad value fails at start with one clear line."""
 
+import math
+
 from adder_jax import models, optimizers
 from adder_jax.errors import UserError
 
 
 def _positive(value, name, kind=(int, float)):
-  if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+  if (isinstance(value, bool) or not isinstance(value, kind) or not value > 0
+      or not math.isfinite(value)):
     raise UserError(f"config.{name} must be a positive number, got {value!r}.")
 
 

@@ -5,8 +5,8 @@ transposed convolutions that autodiff produces for a convolution's gradients to 
 generic loop: 20-60x slower than the same convolutions outside a loop (see
 `benchmarks/conv_gradients.py`). `conv3x3` writes the gradients as ordinary operations
 that XLA:CPU runs fast everywhere: the input gradient as a forward convolution with
-the flipped kernel, the kernel gradient as one batched matrix product over the nine
-shifted copies of the input. The forward pass is the plain XLA convolution, and the
+the flipped kernel, the kernel gradient as one matrix product of the input's 3x3 patches with
+the output gradient. The forward pass is the plain XLA convolution, and the
 results equal autodiff's up to float rounding.
 """
 
@@ -40,10 +40,14 @@ def _conv3x3_bwd(padding, residuals, grad):
   grad_x = _conv(grad, flipped, "SAME" if padding == "SAME" else ((2, 2), (2, 2)))
   if padding == "SAME":
     x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  height, width = grad.shape[1:3]
-  shifted = jnp.stack([x[:, i:i + height, j:j + width] for i in range(3) for j in range(3)])
-  grad_kernel = jnp.einsum("kbhwc,bhwo->kco", shifted, grad.astype(x.dtype),
-                           preferred_element_type=jnp.float32)
+  batch, height, width, features = grad.shape
+  # Patches [b*h*w, 9*c] in the (kh, kw, c) order of the kernel's rows, then one matrix
+  # product that contracts over all pixels of the batch.
+  patches = jnp.stack([x[:, i:i + height, j:j + width] for i in range(3) for j in range(3)],
+                      axis=-2).reshape(batch * height * width, -1)
+  grad_kernel = jax.lax.dot_general(
+      patches, grad.reshape(-1, features).astype(x.dtype), (((0,), (0,)), ((), ())),
+      preferred_element_type=jnp.float32)
   return grad_x.astype(x.dtype), grad_kernel.reshape(kernel.shape).astype(kernel.dtype)
 
 

@@ -13,8 +13,12 @@ from absl import logging
 from ml_collections import config_flags
 
 from adder_jax import distributed
+from adder_jax import interrupts
 from adder_jax import train
 from adder_jax.errors import UserError
+
+# The shell's convention for a process stopped by SIGINT (128 + 2).
+_EXIT_INTERRUPTED = 130
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and TensorBoard events.")
@@ -35,7 +39,7 @@ flags.DEFINE_integer("process_id", None,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if FLAGS["verbosity"].using_default_value:
+  if not FLAGS["verbosity"].present:
     # Libraries log every checkpoint file at INFO; the epoch summaries are printed.
     logging.set_verbosity(logging.WARNING)
   try:
@@ -46,6 +50,16 @@ def main(argv):
     logging.flush()
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except interrupts.TrainingInterrupted as e:
+    logging.flush()
+    print(e, file=sys.stderr)
+    sys.exit(_EXIT_INTERRUPTED)
+  except KeyboardInterrupt:
+    # Outside the training loop, or a second Ctrl-C: nothing more is saved.
+    logging.flush()
+    print("interrupted: stopped at once; the checkpoints saved so far are kept, rerun the "
+          "same command to resume.", file=sys.stderr)
+    sys.exit(_EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

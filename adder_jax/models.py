@@ -62,12 +62,18 @@ class DigitNet(nn.Module):
   def __call__(self, images, train):
     x = images.astype(self.dtype)[..., None] / 255.0
     x = (x - MNIST_MEAN) / MNIST_STD
-    for layer in parse_conv_layers(self.conv_layers):
-      if layer[0] == "pool":
+    spec = parse_conv_layers(self.conv_layers)
+    for i, layer in enumerate(spec):
+      if layer[0] == "conv":
+        x = layers.Conv3x3(layer[1], layer[2], use_bias=not self.batch_norm, dtype=self.dtype)(x)
+        if spec[i + 1:i + 2] and spec[i + 1][0] == "pool":
+          # Pool first: ReLU commutes with pooling, and normalising and activating
+          # 4x fewer values is cheaper (these memory-bound passes dominate on CPU).
+          continue
+      else:
         x = max_pool_2x2(x) if layer[1] == "max" else avg_pool_2x2(x)
-        continue
-      _, features, padding = layer
-      x = layers.Conv3x3(features, padding, use_bias=not self.batch_norm, dtype=self.dtype)(x)
+        if i == 0 or spec[i - 1][0] != "conv":
+          continue  # Its input was already normalised and activated.
       x = self._normalize_and_activate(x, train)
     x = x.reshape(x.shape[0], -1)
     for features in self.dense_features:

@@ -15,7 +15,8 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def read_metrics(workdir):
-  """The complete records of WORKDIR/metrics.jsonl (a torn last line is ignored)."""
+  """The complete records of WORKDIR/metrics.jsonl (a torn last line is ignored; only
+  files appended to by earlier versions can end with one)."""
   path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path):
     return []
@@ -26,7 +27,7 @@ def read_metrics(workdir):
 
 
 class MetricWriter:
-  """Appends one record per epoch to metrics.jsonl and the same scalars to TensorBoard.
+  """Adds one record per epoch to metrics.jsonl and the same scalars to TensorBoard.
 
   On resume, records of steps after the restored checkpoint (written before a crash
   that lost their checkpoint) are dropped, so the file always matches the checkpoints.
@@ -34,8 +35,8 @@ class MetricWriter:
 
   def __init__(self, workdir, resume_step):
     self.path = os.path.join(workdir, METRICS_FILE)
-    kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
-    self._rewrite(kept)
+    self._records = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
+    self._rewrite(self._records)
     self._tensorboard = tensorboardX.SummaryWriter(logdir=workdir)
 
   def _rewrite(self, records):
@@ -47,12 +48,11 @@ class MetricWriter:
     os.replace(tmp, self.path)
 
   def write(self, record):
-    # One write() of a whole line: a crash leaves at worst a torn last line, which
-    # read_metrics ignores and the next resume removes.
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
-      f.flush()
-      os.fsync(f.fileno())
+    # The whole file is replaced rather than appended to, so that even a process
+    # killed in the middle leaves it ending with a complete line. It holds one short
+    # line per epoch.
+    self._records.append(record)
+    self._rewrite(self._records)
     for name, value in record.items():
       if name not in ("epoch", "step") and isinstance(value, (int, float)):
         self._tensorboard.add_scalar(name, value, record["step"])

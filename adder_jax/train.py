@@ -23,7 +23,9 @@ from adder_jax import checkpointing
 from adder_jax import config_checks
 from adder_jax import distributed
 from adder_jax import evaluation
+from adder_jax import evaluation_report
 from adder_jax import input_pipeline
+from adder_jax import interrupts
 from adder_jax import models
 from adder_jax import optimizers
 from adder_jax import reporting
@@ -125,21 +127,31 @@ class Trainer:
     return self.chunk_fn(num_steps)(state, self.train_images, self.train_labels, *plan,
                                     jnp.int32(chunk_start))
 
-  def evaluate(self, state):
-    """Test metrics of `state` (fixed pairing and all pairs); see evaluation.test_metrics."""
+  def predictions(self, state):
+    """`steps.predict` of `state` on the test set, as numpy without the padding."""
     predictions = jax.device_get(self._predict(
         state.params, state.batch_stats, self.test_images, self.test_numbers_on_device))
     n = len(self.test_labels)
-    predictions = {k: np.asarray(v)[:n] for k, v in predictions.items()}
+    return {k: np.asarray(v)[:n] for k, v in predictions.items()}
+
+  def test_metrics(self, predictions):
+    """Test metrics (fixed pairing and all pairs) of `predictions`; see evaluation.py."""
     return evaluation.test_metrics(predictions, self.test_labels, self.test_numbers,
                                    self.config.loss)
 
+  def evaluate(self, state):
+    return self.test_metrics(self.predictions(state))
+
 
 def train_and_evaluate(config, workdir):
-  """Trains `config` in `workdir` (resuming if it holds a checkpoint).
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint), then writes the
+  evaluation report and plots of the final state (see evaluation_report.py).
 
   Returns:
     The metrics record of the last epoch.
+
+  Raises:
+    interrupts.TrainingInterrupted: on Ctrl-C, after saving a checkpoint.
   """
   mesh = sharding.create_mesh()
   config_checks.validate(config, num_devices=mesh.size)
@@ -168,12 +180,15 @@ def train_and_evaluate(config, workdir):
   writer = (reporting.MetricWriter(workdir, resume_step=step) if chief
             else reporting.NullMetricWriter())
   record = (reporting.read_metrics(workdir) or [None])[-1]
+  interrupt = interrupts.InterruptFlag().install()
+  predictions = None
   try:
     start_epoch, start_in_epoch = divmod(step, trainer.steps_per_epoch)
     compile_seconds = trainer.compile(start_in_epoch)
     logging.info("compiled in %.1f s", compile_seconds)
     for epoch in range(start_epoch, config.num_epochs):
-      state, record = _train_epoch(trainer, state, epoch, start_in_epoch, checkpointer, chief)
+      state, record, predictions = _train_epoch(trainer, state, epoch, start_in_epoch,
+                                                checkpointer, interrupt, chief)
       start_in_epoch = 0
       record["compile_seconds"] = round(compile_seconds, 3)
       writer.write(record)
@@ -181,13 +196,22 @@ def train_and_evaluate(config, workdir):
       if chief:
         reporting.print_summary(record)
   finally:
+    interrupt.uninstall()
     writer.close()
     checkpointer.close()
+  if predictions is None:  # Nothing left to train: a rerun of a finished run.
+    predictions = trainer.predictions(state)  # Every process takes part in this.
+  if chief:
+    evaluation_report.write(workdir, trainer, state, data["test"].images, predictions)
   return record
 
 
-def _train_epoch(trainer, state, epoch, start, checkpointer, show_progress):
-  """One epoch from step `start` within it; returns the new state and its record."""
+def _train_epoch(trainer, state, epoch, start, checkpointer, interrupt, show_progress):
+  """One epoch from step `start` within it.
+
+  Returns:
+    The new state, the epoch's metrics record and the test predictions it came from.
+  """
   config = trainer.config
   plan = trainer.epoch_plan(epoch)
   totals = None
@@ -199,14 +223,18 @@ def _train_epoch(trainer, state, epoch, start, checkpointer, show_progress):
   chunk_start = start
   with bar:
     for num_steps in trainer.chunk_lengths(start):
+      if interrupt.requested:
+        _save_and_stop(state, checkpointer)
       state, metrics = trainer.run_chunk(state, plan, chunk_start, num_steps)
       metrics = jax.device_get(metrics)
       if not np.isfinite(metrics["loss"]):
+        kept = checkpointer.latest_step()
         raise UserError(
             f"training diverged: the loss became {float(metrics['loss'])} between steps "
             f"{epoch * trainer.steps_per_epoch + chunk_start} and "
-            f"{epoch * trainer.steps_per_epoch + chunk_start + num_steps}; the last good "
-            f"checkpoint (step {checkpointer.latest_step()}) is kept. Lower the learning rate.")
+            f"{epoch * trainer.steps_per_epoch + chunk_start + num_steps}; "
+            + (f"the last good checkpoint (step {kept}) is kept. " if kept is not None
+               else "no checkpoint had been saved yet. ") + "Lower the learning rate.")
       totals = metrics if totals is None else jax.tree.map(np.add, totals, metrics)
       chunk_start += num_steps
       images += num_steps * config.batch_size
@@ -215,7 +243,8 @@ def _train_epoch(trainer, state, epoch, start, checkpointer, show_progress):
       bar.update(num_steps)
   train_seconds = time.perf_counter() - t0
   t1 = time.perf_counter()
-  test = trainer.evaluate(state)
+  predictions = trainer.predictions(state)
+  test = trainer.test_metrics(predictions)
   eval_seconds = time.perf_counter() - t1
   trained_steps = trainer.steps_per_epoch - start
   record = {
@@ -230,7 +259,16 @@ def _train_epoch(trainer, state, epoch, start, checkpointer, show_progress):
       "eval_seconds": round(eval_seconds, 3),
       "images_per_second": round(images / train_seconds, 1),
   }
-  return state, record
+  return state, record, predictions
+
+
+def _save_and_stop(state, checkpointer):
+  step = int(jax.device_get(state.step))
+  if checkpointer.latest_step() != step:
+    checkpointer.save(state)
+  raise interrupts.TrainingInterrupted(
+      f"interrupted: saved a checkpoint at step {step} in {checkpointer.directory}; "
+      "rerun the same command to resume.")
 
 
 def _write_config(config, workdir):

@@ -5,6 +5,7 @@ import os
 import sys
 from unittest import mock
 
+from absl import flags
 import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.testing import mocking
@@ -28,8 +29,11 @@ def mock_mnist(num_examples):
     yield
 
 
-@pytest.fixture
-def smoke_config(tmp_path):
+# Mock MNIST size for `trained_workdir`: 6 train steps, 2 chunks, per epoch.
+MOCK_EXAMPLES = 200
+
+
+def small_config(data_dir):
   """The smoke config shrunk for mock data: 2 epochs of a few steps."""
   from configs import smoke
   config = smoke.get_config()
@@ -37,5 +41,56 @@ def smoke_config(tmp_path):
   config.batch_size = 32
   config.eval_batch_size = 40
   config.steps_per_chunk = 3
-  config.data.data_dir = str(tmp_path / "tfds")
+  config.data.data_dir = str(data_dir)
   return config
+
+
+@pytest.fixture
+def smoke_config(tmp_path):
+  """The smoke config shrunk for mock data: 2 epochs of a few steps."""
+  return small_config(tmp_path / "tfds")
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(tmp_path_factory):
+  """A workdir where `small_config` finished training on mock MNIST (MOCK_EXAMPLES).
+
+  Shared by the tests of everything that reads a trained run; copy it before changing it.
+  """
+  from adder_jax import train
+  root = tmp_path_factory.mktemp("trained")
+  with mock_mnist(MOCK_EXAMPLES):
+    train.train_and_evaluate(small_config(root / "tfds"), str(root / "workdir"))
+  return str(root / "workdir")
+
+
+def run_cli(module, args, capsys):
+  """Runs the absl entry point of `module` (predict, evaluate) in this process.
+
+  Its flags are defined on a fresh FlagValues, so entry points with the same flag
+  names can run one after another.
+
+  Returns:
+    (exit status, stdout, stderr).
+  """
+  flag_values = flags.FlagValues()
+  module.define_flags(flag_values)
+  argv = flag_values([module.__name__] + [str(arg) for arg in args])
+  capsys.readouterr()
+  try:
+    module.main(argv, flag_values)
+    status = 0
+  except SystemExit as e:
+    status = e.code
+  captured = capsys.readouterr()
+  return status, captured.out, captured.err
+
+
+def assert_one_line_error(status, stderr, *words):
+  """Checks an entry point failed as a user mistake: status 2, one 'error:' line."""
+  assert status == 2, stderr
+  assert "Traceback" not in stderr
+  lines = stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+  for word in words:
+    assert word in lines[0]

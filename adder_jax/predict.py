@@ -1,0 +1,72 @@
+"""Command line: read digits in image files and add a number to each.
+
+  python -m adder_jax.predict --workdir DIR --image seven.png [--image ...] --number 3
+
+prints the predicted digit and sum of every image with their probabilities; `--json`
+prints the same as a JSON list. Give `--number` once for all images or once per image.
+In Python, use `inference.predict_files`.
+"""
+
+import dataclasses
+import json
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from adder_jax import inference
+from adder_jax.errors import UserError
+
+
+def define_flags(flag_values=flags.FLAGS):
+  flags.DEFINE_string("workdir", None, "Training workdir whose latest checkpoint predicts.",
+                      flag_values=flag_values)
+  flags.DEFINE_multi_string("image", None, "A PNG, JPEG or BMP image of one digit; repeatable.",
+                            flag_values=flag_values)
+  flags.DEFINE_multi_string("number", None, "The number 0-9 to add: once for all images, "
+                            "or once per image in the same order.", flag_values=flag_values)
+  flags.DEFINE_bool("json", False, "Print a JSON list instead of text.", flag_values=flag_values)
+  flags.mark_flags_as_required(["workdir", "image", "number"], flag_values=flag_values)
+
+
+def parse_numbers(texts):
+  """The --number values as ints; range checks are left to `inference.check_numbers`."""
+  numbers = []
+  for text in texts:
+    try:
+      numbers.append(int(text))
+    except ValueError:
+      raise UserError(f"--number must be an integer from 0 to 9, got {text!r}.") from None
+  return numbers
+
+
+def format_text(prediction):
+  return (f"{prediction.image}: digit {prediction.digit} "
+          f"({100 * prediction.digit_probability:.1f}%), plus {prediction.number} "
+          f"makes sum {prediction.sum} ({100 * prediction.sum_probability:.1f}%)")
+
+
+def main(argv, flag_values=flags.FLAGS):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not flags.FLAGS["verbosity"].present:
+    # Libraries log every checkpoint file at INFO; only the predictions matter here.
+    logging.set_verbosity(logging.WARNING)
+  try:
+    numbers = parse_numbers(flag_values.number)
+    predictions = inference.predict_files(flag_values.workdir, flag_values.image, numbers)
+  except UserError as e:
+    logging.flush()
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  if flag_values.json:
+    print(json.dumps([dataclasses.asdict(p) for p in predictions], indent=2))
+  else:
+    for prediction in predictions:
+      print(format_text(prediction))
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
