@@ -37,6 +37,9 @@ def validate(config, num_devices):
     models.parse_conv_layers(config.model.conv_layers)
   except ValueError as e:
     raise UserError(f"config.model.conv_layers: {e}.") from e
+  if config.model.sum_head_input not in ("probabilities", "logits"):
+    raise UserError("config.model.sum_head_input must be 'probabilities' or 'logits', "
+                    f"got {config.model.sum_head_input!r}.")
   if config.model.dtype not in ("float32", "bfloat16"):
     raise UserError(f"config.model.dtype must be 'float32' or 'bfloat16', got {config.model.dtype!r}.")
   for name in ("digit_weight", "sum_weight"):

@@ -8,6 +8,7 @@ about the image passes through the digit representation.
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from adder_jax import input_pipeline
@@ -90,13 +91,19 @@ class DigitNet(nn.Module):
 
 
 class SumHead(nn.Module):
-  """Dense layers on [digit representation, one-hot number] to the 19 sum logits."""
+  """Dense layers on [digit representation, one-hot number] to the 19 sum logits.
+
+  The digit representation is the digit logits, or their softmax: probabilities keep
+  the same scale all through training, so the head learns to add in fewer steps.
+  """
 
   hidden_features: Sequence[int] = (128,)
+  digit_input: str = "probabilities"  # or "logits"
 
   @nn.compact
   def __call__(self, digit_logits, numbers):
-    x = jnp.concatenate([digit_logits, nn.one_hot(numbers, input_pipeline.NUM_DIGITS)], axis=-1)
+    digits = jax.nn.softmax(digit_logits) if self.digit_input == "probabilities" else digit_logits
+    x = jnp.concatenate([digits, nn.one_hot(numbers, input_pipeline.NUM_DIGITS)], axis=-1)
     for features in self.hidden_features:
       x = nn.relu(nn.Dense(features)(x))
     return nn.Dense(input_pipeline.NUM_SUMS)(x)
@@ -108,6 +115,7 @@ class AdderNet(nn.Module):
   conv_layers: str
   dense_features: Sequence[int] = ()
   sum_hidden_features: Sequence[int] = (128,)
+  sum_head_input: str = "probabilities"
   batch_norm: bool = False
   dropout_rate: float = 0.0
   dtype: str = "float32"
@@ -120,7 +128,8 @@ class AdderNet(nn.Module):
         dropout_rate=self.dropout_rate,
         dtype=self.dtype,
     )
-    self.sum_head = SumHead(hidden_features=self.sum_hidden_features)
+    self.sum_head = SumHead(hidden_features=self.sum_hidden_features,
+                            digit_input=self.sum_head_input)
 
   def __call__(self, images, numbers, train=False):
     digit_logits = self.digit_net(images, train)
@@ -138,6 +147,7 @@ def create_model(model_config):
       conv_layers=model_config.conv_layers,
       dense_features=tuple(model_config.dense_features),
       sum_hidden_features=tuple(model_config.sum_hidden_features),
+      sum_head_input=model_config.sum_head_input,
       batch_norm=model_config.batch_norm,
       dropout_rate=model_config.dropout_rate,
       dtype=model_config.dtype,

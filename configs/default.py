@@ -27,11 +27,13 @@ def get_config():
 
   config.model = ml_collections.ConfigDict()
   # Conv trunk: 'N' 3x3 conv with N features (SAME), 'Nv' VALID, 'M' max pool, 'A' avg pool.
-  config.model.conv_layers = "32 32 M 64 64 M"
+  config.model.conv_layers = "32 M 64 M 128 M"
   # Dense layers between the flattened trunk and the 10 digit logits.
   config.model.dense_features = (256,)
-  # Hidden layers of the sum head, applied to [digit logits, one-hot number].
+  # Hidden layers of the sum head, applied to [digit representation, one-hot number].
   config.model.sum_hidden_features = (128,)
+  # The digit representation the sum head sees: 'probabilities' (softmax) or 'logits'.
+  config.model.sum_head_input = "probabilities"
   # BatchNorm after every conv and hidden dense layer of the digit network.
   config.model.batch_norm = True
   # Dropout after the hidden dense layers of the digit network.

@@ -15,6 +15,7 @@ def get_config():
   config.model.conv_layers = "32 64 M 64 64 M 64v 128v"
   config.model.dense_features = ()
   config.model.sum_hidden_features = (128,)
+  config.model.sum_head_input = "logits"
   config.model.batch_norm = False
   config.model.dropout_rate = 0.0
   config.optimizer.name = "adam"
