@@ -8,19 +8,17 @@ summary. In Python, use `evaluate_workdir`.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
+from adder_jax import cli
 from adder_jax import evaluation_report
 from adder_jax import inference
 from adder_jax import input_pipeline
 from adder_jax import models
 from adder_jax import sharding
 from adder_jax import train
-from adder_jax.errors import UserError
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -50,15 +48,9 @@ def evaluate_workdir(workdir, data_dir=None):
 def main(argv, flag_values=flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not flags.FLAGS["verbosity"].present:
-    # Libraries log every checkpoint file at INFO; the summary is printed.
-    logging.set_verbosity(logging.WARNING)
-  try:
+  cli.quiet_library_logs()
+  with cli.exit_on_user_error():
     report = evaluate_workdir(flag_values.workdir, flag_values.data_dir)
-  except UserError as e:
-    logging.flush()
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
   print(evaluation_report.summary(report))
 
 

@@ -12,10 +12,10 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from adder_jax import cli
 from adder_jax import distributed
 from adder_jax import interrupts
 from adder_jax import train
-from adder_jax.errors import UserError
 
 # The shell's convention for a process stopped by SIGINT (128 + 2).
 _EXIT_INTERRUPTED = 130
@@ -39,17 +39,12 @@ flags.DEFINE_integer("process_id", None,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS["verbosity"].present:
-    # Libraries log every checkpoint file at INFO; the epoch summaries are printed.
-    logging.set_verbosity(logging.WARNING)
+  cli.quiet_library_logs()
   try:
-    distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
-                           FLAGS.process_id)
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except UserError as e:
-    logging.flush()
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    with cli.exit_on_user_error():
+      distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address,
+                             FLAGS.num_processes, FLAGS.process_id)
+      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except interrupts.TrainingInterrupted as e:
     logging.flush()
     print(e, file=sys.stderr)

@@ -9,12 +9,11 @@ In Python, use `inference.predict_files`.
 
 import dataclasses
 import json
-import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
+from adder_jax import cli
 from adder_jax import inference
 from adder_jax.errors import UserError
 
@@ -50,16 +49,10 @@ def format_text(prediction):
 def main(argv, flag_values=flags.FLAGS):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not flags.FLAGS["verbosity"].present:
-    # Libraries log every checkpoint file at INFO; only the predictions matter here.
-    logging.set_verbosity(logging.WARNING)
-  try:
+  cli.quiet_library_logs()
+  with cli.exit_on_user_error():
     numbers = parse_numbers(flag_values.number)
     predictions = inference.predict_files(flag_values.workdir, flag_values.image, numbers)
-  except UserError as e:
-    logging.flush()
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
   if flag_values.json:
     print(json.dumps([dataclasses.asdict(p) for p in predictions], indent=2))
   else:

@@ -20,10 +20,10 @@ import time
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 from ml_collections import config_flags
 
+from adder_jax import cli
 from adder_jax import config_checks
 from adder_jax import input_pipeline
 from adder_jax import train
@@ -141,10 +141,9 @@ def machine():
 
 def main(argv):
   del argv
-  if FLAGS["verbosity"].using_default_value:
-    logging.set_verbosity(logging.WARNING)
+  cli.quiet_library_logs()
   config = FLAGS.config
-  try:
+  with cli.exit_on_user_error():
     config_checks.validate(config, num_devices=jax.device_count())
     if FLAGS.peer and not config.data.manual_dir:
       raise UserError("--peer needs --config.data.manual_dir=DIR (the IDX files both read).")
@@ -158,9 +157,6 @@ def main(argv):
                                                  results["time_to_target_s"])
       results["speedup_images_per_second"] = _ratio(results["images_per_second"],
                                                     results["peer_images_per_second"])
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
   _print_table(results)
   if FLAGS.output:
     with open(FLAGS.output, "w") as f:

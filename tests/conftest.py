@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import sys
 from unittest import mock
 
 from absl import flags

@@ -12,7 +12,7 @@ import pytest
 from adder_jax import checkpointing
 from adder_jax import reporting
 from adder_jax import train
-from conftest import REPO_ROOT, mock_mnist
+from conftest import REPO_ROOT, mock_mnist, small_config
 
 NUM_EXAMPLES = 120
 # Timings differ from run to run; everything else must not.
@@ -31,14 +31,9 @@ def _without_timings(records):
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
   """One uninterrupted 2-epoch run that the other tests compare against."""
-  from configs import smoke
-  config = smoke.get_config()
-  config.num_epochs = 2
-  config.batch_size = 32
-  config.eval_batch_size = 40
-  config.steps_per_chunk = 2
   workdir = tmp_path_factory.mktemp("reference")
-  config.data.data_dir = str(workdir / "tfds")
+  config = small_config(workdir / "tfds")
+  config.steps_per_chunk = 2
   _train(config, workdir)
   return config, workdir
 
