@@ -32,24 +32,30 @@ def test_missing_manual_dir_is_a_clear_error(smoke_config, tmp_path):
     input_pipeline.load(smoke_config.data)
 
 
+def _plan(key, epoch, num_examples, batch_size, allowed=None, labels=None):
+  labels = np.zeros(num_examples, np.int32) if labels is None else labels
+  plan = jax.device_get(input_pipeline.epoch_plan(key, epoch, labels, batch_size, allowed))
+  return plan["batch_indices"], plan["numbers"]
+
+
 def test_epoch_plan_is_a_shuffle_with_fresh_numbers_each_epoch():
   key = jax.random.key(0)
-  indices, numbers = jax.device_get(input_pipeline.epoch_plan(key, 0, 100, 32))
+  indices, numbers = _plan(key, 0, 100, 32)
   assert indices.shape == (3, 32) and numbers.shape == (100,)
   assert len(set(indices.ravel())) == 96  # no image twice; the last 4 dropped
   assert numbers.min() >= 0 and numbers.max() <= 9
-  indices_again, numbers_again = jax.device_get(input_pipeline.epoch_plan(key, 0, 100, 32))
+  indices_again, numbers_again = _plan(key, 0, 100, 32)
   np.testing.assert_array_equal(indices, indices_again)
   np.testing.assert_array_equal(numbers, numbers_again)
-  next_indices, next_numbers = jax.device_get(input_pipeline.epoch_plan(key, 1, 100, 32))
+  next_indices, next_numbers = _plan(key, 1, 100, 32)
   assert not np.array_equal(indices, next_indices)
   assert np.mean(numbers != next_numbers) > 0.7  # fresh numbers: ~90% differ
-  other_seed = jax.device_get(input_pipeline.epoch_plan(jax.random.key(1), 0, 100, 32))
+  other_seed = _plan(jax.random.key(1), 0, 100, 32)
   assert not np.array_equal(numbers, other_seed[1])
 
 
 def test_every_number_is_drawn_about_equally_often():
-  _, numbers = jax.device_get(input_pipeline.epoch_plan(jax.random.key(0), 0, 60_000, 100))
+  _, numbers = _plan(jax.random.key(0), 0, 60_000, 100)
   counts = np.bincount(numbers, minlength=10)
   assert counts.min() > 5_700 and counts.max() < 6_300
 
@@ -59,10 +65,10 @@ def test_batch_sum_label_is_digit_plus_number():
   labels = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3], np.int32)
   numbers = np.array([9, 9, 0, 2, 5, 9, 1, 0, 0, 7], np.int32)
   indices = np.array([5, 0, 2])
-  batch = jax.device_get(steps.gather_batch(images, labels, numbers, indices))
-  np.testing.assert_array_equal(batch["image"], images[indices])
+  batch = jax.device_get(steps.gather_batch(images, labels, {"numbers": numbers}, indices))
+  np.testing.assert_array_equal(batch["inputs"]["images"], images[indices])
   np.testing.assert_array_equal(batch["label"], [9, 3, 4])
-  np.testing.assert_array_equal(batch["number"], [9, 9, 0])
+  np.testing.assert_array_equal(batch["inputs"]["numbers"], [9, 9, 0])
   np.testing.assert_array_equal(batch["sum"], [18, 12, 4])
 
 

@@ -34,16 +34,17 @@ def _tiny_setup():
   model = models.create_model(config.model)
   tx, _ = optimizers.create_optimizer(config.optimizer, total_steps=10)
   rng = np.random.default_rng(0)
-  batch = {"image": rng.integers(0, 256, (8, 28, 28), dtype=np.uint8),
-           "label": rng.integers(0, 10, 8).astype(np.int32),
-           "number": rng.integers(0, 10, 8).astype(np.int32)}
-  batch["sum"] = batch["label"] + batch["number"]
+  images = rng.integers(0, 256, (8, 28, 28), dtype=np.uint8)
+  labels = rng.integers(0, 10, 8).astype(np.int32)
+  numbers = rng.integers(0, 10, 8).astype(np.int32)
+  batch = {"inputs": {"images": images, "numbers": numbers}, "label": labels,
+           "sum": labels + numbers}
   return config, model, tx, batch
 
 
 def _one_step():
   config, model, tx, batch = _tiny_setup()
-  state = steps.init_state(model, tx, jax.random.key(0))
+  state = steps.init_state(model, tx, jax.random.key(0), batch["inputs"])
   step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, config.loss))
   return state, *step(state, batch)
 
@@ -70,7 +71,7 @@ def test_train_step_moves_every_parameter_and_counts_the_step():
 
 def test_training_on_one_batch_lowers_the_loss():
   config, model, tx, batch = _tiny_setup()
-  state = steps.init_state(model, tx, jax.random.key(0))
+  state = steps.init_state(model, tx, jax.random.key(0), batch["inputs"])
   step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, config.loss))
   state, first = step(state, batch)
   for _ in range(40):
