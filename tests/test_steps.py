@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from adder_jax import models
 from adder_jax import optimizers
@@ -77,3 +78,27 @@ def test_training_on_one_batch_lowers_the_loss():
   for _ in range(40):
     state, last = step(state, batch)
   assert float(last["loss"]) < 0.75 * float(first["loss"])
+
+
+@pytest.mark.parametrize("supervision, digit_weight, sum_weight", [
+    ("both", 0.5, 2.0), ("sum_only", 0.0, 2.0), ("digit_only", 0.5, 0.0)])
+def test_supervision_zeroes_the_weight_of_the_unsupervised_target(supervision, digit_weight,
+                                                                   sum_weight):
+  loss_config = default.get_config().loss
+  loss_config.digit_weight, loss_config.sum_weight = 0.5, 2.0
+  supervised = steps.supervised_loss_config(loss_config, supervision)
+  assert (supervised.digit_weight, supervised.sum_weight) == (digit_weight, sum_weight)
+  assert (loss_config.digit_weight, loss_config.sum_weight) == (0.5, 2.0)
+
+
+@pytest.mark.parametrize("supervision, unused", [("sum_only", "label"), ("digit_only", "sum")])
+def test_training_never_reads_the_unsupervised_target(supervision, unused):
+  config, model, tx, batch = _tiny_setup()
+  loss_config = steps.supervised_loss_config(config.loss, supervision)
+  state = steps.init_state(model, tx, jax.random.key(0), batch["inputs"])
+  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, loss_config))
+  scrambled = dict(batch, **{unused: (batch[unused] + 3) % 10})
+  trained, _ = step(state, batch)
+  trained_on_scrambled, _ = step(state, scrambled)
+  for a, b in zip(jax.tree.leaves(trained.params), jax.tree.leaves(trained_on_scrambled.params)):
+    np.testing.assert_array_equal(a, b)
