@@ -2,7 +2,7 @@
 
 import math
 
-from adder_jax import models, optimizers
+from adder_jax import input_pipeline, models, optimizers, steps, tasks
 from adder_jax.errors import UserError
 
 
@@ -10,6 +10,11 @@ def _positive(value, name, kind=(int, float)):
   if (isinstance(value, bool) or not isinstance(value, kind) or not value > 0
       or not math.isfinite(value)):
     raise UserError(f"config.{name} must be a positive number, got {value!r}.")
+
+
+def _one_of(value, name, choices):
+  if value not in choices:
+    raise UserError(f"config.{name} {value!r} is unknown; choose one of {', '.join(choices)}.")
 
 
 def validate(config, num_devices):
@@ -45,3 +50,22 @@ def validate(config, num_devices):
   for name in ("digit_weight", "sum_weight"):
     if config.loss[name] < 0:
       raise UserError(f"config.loss.{name} must be >= 0, got {config.loss[name]!r}.")
+  _one_of(config.task, "task", tuple(tasks.TASKS))
+  _one_of(config.supervision, "supervision", steps.SUPERVISIONS)
+  _one_of(config.model.sum_head, "model.sum_head", models.SUM_HEADS)
+  supervised = {"sum_only": "sum_weight", "digit_only": "digit_weight"}.get(config.supervision)
+  if supervised and config.loss[supervised] <= 0:
+    raise UserError(f"config.supervision={config.supervision!r} trains on config.loss."
+                    f"{supervised} alone, which is {config.loss[supervised]!r}; make it positive.")
+  try:
+    holdout = input_pipeline.allowed_pairs(config.data.holdout_pairs, config.seed)
+  except ValueError as e:
+    raise UserError(f"config.data.holdout_pairs: {e}.") from e
+  if holdout is not None and config.task != "image_plus_number":
+    raise UserError("config.data.holdout_pairs holds out (digit, number) pairs, so it needs "
+                    f"config.task='image_plus_number', not {config.task!r}.")
+  if (config.model.sum_head == "exact" and config.task == "image_plus_number"
+      and config.loss.label_smoothing > 0):
+    raise UserError("config.loss.label_smoothing must be 0 with config.model.sum_head='exact': "
+                    "that head gives the sums a number cannot reach probability 0, so smoothed "
+                    "targets on them make the loss huge.")

@@ -16,7 +16,6 @@ from adder_jax import cli
 from adder_jax import evaluation_report
 from adder_jax import inference
 from adder_jax import input_pipeline
-from adder_jax import models
 from adder_jax import sharding
 from adder_jax import train
 
@@ -38,7 +37,8 @@ def evaluate_workdir(workdir, data_dir=None):
   if data_dir:
     config.data.data_dir = data_dir
   mesh = sharding.create_mesh()
-  state = inference.restore_latest(workdir, config, models.create_model(config.model), mesh)
+  inference.check_image_plus_number(config, workdir)
+  state = inference.restore_latest(workdir, config, mesh)
   data = input_pipeline.load(config.data)
   trainer = train.Trainer(config, data, mesh)
   return evaluation_report.write(workdir, trainer, state, data["test"].images,

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from adder_jax import evaluation
+from adder_jax import input_pipeline
 from adder_jax import plots
 from adder_jax import reporting
 
@@ -34,12 +35,15 @@ def write(workdir, trainer, state, test_images, predictions):
     trainer: the `train.Trainer` of the run's config.
     state: the TrainState to evaluate.
     test_images: uint8 [N, 28, 28], the test images, for the picture of the mistakes.
-    predictions: `trainer.predictions(state)`.
+    predictions: `trainer.predictions(state)` (the image + number task's).
 
   Returns:
     The report written to evaluation.json.
   """
-  labels, numbers = trainer.test_labels, trainer.test_numbers
+  metrics = trainer.test_metrics(predictions)
+  labels = trainer.test_split.labels
+  numbers = input_pipeline.test_numbers(len(labels))
+  predictions = {k: v[:len(labels)] for k, v in predictions.items()}  # Drop the padding.
   mistakes = evaluation.worst_mistakes(predictions, labels, numbers, NUM_MISTAKES_SHOWN)
   table = evaluation.sum_accuracy_table(predictions["all_sums"], labels)
   confusion = evaluation.confusion_matrix(labels, predictions["digit_logits"].argmax(-1))
@@ -47,7 +51,7 @@ def write(workdir, trainer, state, test_images, predictions):
   report = {
       "step": int(jax.device_get(state.step)),
       "num_test_images": len(labels),
-      **evaluation.test_metrics(predictions, labels, numbers, trainer.config.loss),
+      **metrics,
       # Row: the true digit; column: the number added.
       "sum_accuracy_by_digit_and_number": [
           [None if np.isnan(v) else round(float(v), 3) for v in row] for row in table],

@@ -28,6 +28,7 @@ from adder_jax import optimizers
 from adder_jax import preprocess
 from adder_jax import sharding
 from adder_jax import steps
+from adder_jax import tasks
 from adder_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -64,6 +65,13 @@ def load_config(workdir):
   return config
 
 
+def check_image_plus_number(config, workdir):
+  """Raises a UserError unless `config` trains on one image plus a number."""
+  if config.task != "image_plus_number":
+    raise UserError(f"{workdir} was trained on the {config.task!r} task; predict and "
+                    "evaluate read image + number runs.")
+
+
 def check_has_checkpoint(workdir):
   """Raises a UserError unless `workdir` holds at least one checkpoint."""
   if not os.path.isdir(workdir):
@@ -74,16 +82,19 @@ def check_has_checkpoint(workdir):
                     f"(python -m adder_jax.main --config CONFIG --workdir {workdir}).")
 
 
-def restore_latest(workdir, config, model, mesh):
+def restore_latest(workdir, config, mesh):
   """The TrainState of the latest checkpoint in `workdir`, replicated over `mesh`.
 
   Raises:
     UserError: the checkpoint does not fit `config`.
   """
+  task = tasks.create_task(config)
   # The optimizer only shapes the restore target: its state's structure does not
   # depend on the schedule's length, so any step count will do.
   tx, _ = optimizers.create_optimizer(config.optimizer, total_steps=1)
-  abstract = jax.eval_shape(functools.partial(steps.init_state, model, tx), jax.random.key(0))
+  abstract = jax.eval_shape(
+      functools.partial(steps.init_state, task.create_model(), tx, inputs=task.example_inputs()),
+      jax.random.key(0))
   replicated = sharding.replicated(mesh)
   target = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract)
@@ -101,9 +112,10 @@ class Predictor:
     workdir = os.path.abspath(workdir)
     check_has_checkpoint(workdir)
     self.config = load_config(workdir)
+    check_image_plus_number(self.config, workdir)
     self.model = models.create_model(self.config.model)
     self._mesh = sharding.create_mesh()
-    state = restore_latest(workdir, self.config, self.model, self._mesh)
+    state = restore_latest(workdir, self.config, self._mesh)
     self.step = int(jax.device_get(state.step))
     self._params, self._batch_stats = state.params, state.batch_stats
     self._compiled = {}

@@ -1,9 +1,11 @@
-"""MNIST from tensorflow-datasets into numpy, and the pairing of images with numbers.
+"""MNIST from tensorflow-datasets into numpy, and the pairing of images with numbers
+or with each other.
 
 The data is prepared once as ArrayRecord files (from the network, or offline from the
 four IDX files in `manual_dir`) and read back with `tfds` data sources, which need no
-TensorFlow. Pairing images with random numbers is done on the accelerator, inside the
-compiled training loop, by `epoch_plan`.
+TensorFlow. Pairing images with random numbers (`epoch_plan`), or with each other for
+the two-image task (`two_image_epoch_plan`), is done on the accelerator, inside the
+compiled training loop.
 
 With several processes (see distributed.py) every process reads the whole dataset
 (MNIST is small) and places it on its own devices, and the plan is drawn from the seed
@@ -38,6 +40,9 @@ IMAGE_SHAPE = (28, 28)
 # test accuracies of different runs are measured on the same pairs. It is also the
 # pairing that the usual PyTorch versions of this task evaluate on.
 TEST_PAIRING_SEED = 0
+
+# Mixed with `config.seed` to draw a count of held-out pairs (see `allowed_pairs`).
+HOLDOUT_SEED_SALT = 0x5EED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,22 +114,108 @@ def test_numbers(num_examples):
   return rng.integers(0, NUM_DIGITS, num_examples).astype(np.int32)
 
 
-def epoch_plan(key, epoch, num_examples, batch_size):
+def allowed_pairs(holdout_pairs, seed):
+  """The (digit, number) pairs that training may show, from `config.data.holdout_pairs`.
+
+  Args:
+    holdout_pairs: '' (nothing held out), a list such as '3+4,7+2' (digit 3 with
+      number 4, digit 7 with number 2), or a count such as '10': that many pairs drawn
+      from `seed`, never all ten numbers of one digit.
+    seed: `config.seed`.
+
+  Returns:
+    None when nothing is held out, else bool [10, 10]: allowed[digit, number].
+
+  Raises:
+    ValueError: a malformed spec, or one that holds out every number of a digit.
+  """
+  spec = holdout_pairs.strip()
+  if not spec:
+    return None
+  allowed = np.ones((NUM_DIGITS, NUM_DIGITS), bool)
+  if spec.isdigit():
+    count = int(spec)
+    most = NUM_DIGITS * (NUM_DIGITS - 1)
+    if count > most:
+      raise ValueError(f"a count of held-out pairs must be at most {most} (every digit keeps a "
+                       f"number), got {count}")
+    # Its own stream of the seed, so the choice does not shift any other random draw.
+    rng = np.random.default_rng([HOLDOUT_SEED_SALT, seed])
+    for flat in rng.permutation(NUM_DIGITS * NUM_DIGITS):
+      if (~allowed).sum() == count:
+        break
+      digit, number = divmod(int(flat), NUM_DIGITS)
+      if allowed[digit].sum() > 1:
+        allowed[digit, number] = False
+  else:
+    for token in spec.split(","):
+      parts = [p.strip() for p in token.split("+")]
+      if len(parts) != 2 or not all(p.isdigit() and int(p) < NUM_DIGITS for p in parts):
+        raise ValueError(f"bad pair {token.strip()!r} in {holdout_pairs!r}: write DIGIT+NUMBER "
+                         "with both in 0-9, e.g. '3+4,7+2', or a count such as '10'")
+      digit, number = int(parts[0]), int(parts[1])
+      if not allowed[digit, number]:
+        raise ValueError(f"pair {digit}+{number} is listed twice in {holdout_pairs!r}")
+      allowed[digit, number] = False
+    bare = [d for d in range(NUM_DIGITS) if not allowed[d].any()]
+    if bare:
+      raise ValueError(f"{holdout_pairs!r} holds out every number of digit {bare[0]}, whose "
+                       "images could then never be trained on")
+  return allowed if not allowed.all() else None
+
+
+def epoch_plan(key, epoch, labels, batch_size, allowed=None):
   """Order and pairing of one training epoch, drawn on the device.
 
   Args:
     key: the data PRNG key of the run (derived from `config.seed`).
     epoch: epoch index (0-based), traced or static.
-    num_examples: training set size.
+    labels: int32 [num_examples], the digit of each training image.
     batch_size: global batch size.
+    allowed: None, or bool [10, 10] from `allowed_pairs`: an image of digit d is never
+      paired with a number n where allowed[d, n] is False.
 
   Returns:
-    (batch_indices, numbers): int32 [steps, batch_size] indices into the training set,
-    the last incomplete batch dropped; and int32 [num_examples] the number paired with
-    each training image in this epoch, fresh every epoch.
+    dict of 'batch_indices': int32 [steps, batch_size] indices into the training set,
+    the last incomplete batch dropped; and 'numbers': int32 [num_examples] the number
+    paired with each training image in this epoch, fresh every epoch.
   """
+  num_examples = labels.shape[0]
   order_key, number_key = jax.random.split(jax.random.fold_in(key, epoch))
   steps = num_examples // batch_size
   order = jax.random.permutation(order_key, num_examples)[: steps * batch_size]
   numbers = jax.random.randint(number_key, (num_examples,), 0, NUM_DIGITS, jnp.int32)
-  return order.reshape(steps, batch_size).astype(jnp.int32), numbers
+  if allowed is not None:
+    # A held-out pair gets a fresh number, uniform among those its digit may meet, so
+    # every allowed number of a digit stays equally likely.
+    allowed_here = jnp.asarray(allowed)[labels]
+    redrawn = jax.random.categorical(jax.random.fold_in(number_key, 1),
+                                     jnp.where(allowed_here, 0.0, -jnp.inf)).astype(jnp.int32)
+    numbers = jnp.where(allowed_here[jnp.arange(num_examples), numbers], numbers, redrawn)
+  return {"batch_indices": order.reshape(steps, batch_size).astype(jnp.int32), "numbers": numbers}
+
+
+def two_image_epoch_plan(key, epoch, num_images, batch_size):
+  """The pairs of images of one epoch of the two-image task, drawn on the device.
+
+  Each epoch splits a fresh permutation of the training images into pairs, so every
+  image appears once (num_images // 2 pairs; the last incomplete batch is dropped).
+
+  Returns:
+    dict of 'batch_indices': int32 [steps, batch_size, 2], the two images of each pair.
+  """
+  pairs = num_images // 2
+  steps = pairs // batch_size
+  order = jax.random.permutation(jax.random.fold_in(key, epoch), num_images)
+  batches = order[: steps * batch_size * 2].reshape(steps, batch_size, 2)
+  return {"batch_indices": batches.astype(jnp.int32)}
+
+
+def test_image_pairs(num_images):
+  """The fixed pairs of test images of the two-image task: int32 [num_images // 2, 2].
+
+  A permutation from a fixed seed (as `test_numbers`), so every run is tested on the
+  same pairs, each test image in one of them: 5,000 pairs of the 10,000 MNIST test images.
+  """
+  order = np.random.default_rng(TEST_PAIRING_SEED).permutation(num_images)
+  return order[: num_images // 2 * 2].reshape(-1, 2).astype(np.int32)

@@ -1,8 +1,12 @@
-"""The network: a conv trunk reads the digit, a sum head adds the number to it.
+"""The networks: a conv trunk reads the digit, a sum head adds the second operand to it.
 
-`AdderNet` maps (uint8 image, integer number) to (digit logits [10], sum logits [19]).
-The sum head sees only the digit logits and the one-hot number, so whatever it knows
-about the image passes through the digit representation.
+`AdderNet` maps (uint8 image, integer number) to (digit logits [10], sum logits [19]);
+`TwoImageAdderNet` maps a pair of images to (digit logits [2, 10], sum logits [19]),
+reading both with the same digit network. The sum head sees only the digit logits and
+the second operand, so whatever it knows about an image passes through its digit
+representation. It is either learned ('mlp': dense layers on the concatenated operands)
+or exact ('exact': the distribution of the sum of two independent digits, no
+parameters), whose log-probabilities serve as the sum logits.
 """
 
 from typing import Sequence
@@ -10,6 +14,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from adder_jax import input_pipeline
 from adder_jax import layers
@@ -91,30 +96,58 @@ class DigitNet(nn.Module):
 
 
 class SumHead(nn.Module):
-  """Dense layers on [digit representation, one-hot number] to the 19 sum logits.
-
-  The digit representation is the digit logits, or their softmax: probabilities keep
-  the same scale all through training, so the head learns to add in fewer steps.
-  """
+  """Dense layers on [first operand, second operand] features to the 19 sum logits."""
 
   hidden_features: Sequence[int] = (128,)
-  digit_input: str = "probabilities"  # or "logits"
 
   @nn.compact
-  def __call__(self, digit_logits, numbers):
-    digits = jax.nn.softmax(digit_logits) if self.digit_input == "probabilities" else digit_logits
-    x = jnp.concatenate([digits, nn.one_hot(numbers, input_pipeline.NUM_DIGITS)], axis=-1)
+  def __call__(self, first, second):
+    x = jnp.concatenate([first, second], axis=-1)
     for features in self.hidden_features:
       x = nn.relu(nn.Dense(features)(x))
     return nn.Dense(input_pipeline.NUM_SUMS)(x)
 
 
-class AdderNet(nn.Module):
-  """(images uint8 [B, 28, 28], numbers int [B]) -> (digit logits [B, 10], sum logits [B, 19])."""
+SUM_HEADS = ("mlp", "exact")
+
+# Stands for log(0) where -inf would make 0 * log(0) a NaN in the cross-entropy; exp of
+# it is exactly 0 in float32, and it is far below any log-probability a network reaches.
+LOG_ZERO = -1e4
+
+# _SUM_OFFSETS[a, s] = s - a: the second digit that makes sum s with first digit a.
+_SUM_OFFSETS = np.arange(input_pipeline.NUM_SUMS)[None, :] - np.arange(input_pipeline.NUM_DIGITS)[:, None]
+_SUM_POSSIBLE = (_SUM_OFFSETS >= 0) & (_SUM_OFFSETS < input_pipeline.NUM_DIGITS)
+
+
+def exact_sum_log_probs(log_p_first, log_p_second):
+  """log p(a + b = s) for independent digits a and b, from their log-probabilities.
+
+  log p(s) = logsumexp over a of log p(a) + log p(b = s - a), in log space so that
+  confident (near one-hot) distributions lose no precision.
+
+  Args:
+    log_p_first, log_p_second: float [..., 10] log-probabilities of the two digits.
+
+  Returns:
+    float [..., 19]: log-probabilities of the 19 sums, which sum to 1 after exp.
+  """
+  second = jnp.take(log_p_second, np.clip(_SUM_OFFSETS, 0, input_pipeline.NUM_DIGITS - 1), axis=-1)
+  terms = log_p_first[..., :, None] + second  # [..., first digit a, sum s]
+  return jax.nn.logsumexp(terms, axis=-2, where=_SUM_POSSIBLE)
+
+
+def number_log_probs(numbers):
+  """The known numbers as (one-hot) distributions over 0-9, in log space."""
+  return jnp.where(nn.one_hot(numbers, input_pipeline.NUM_DIGITS) > 0, 0.0, LOG_ZERO)
+
+
+class _AdderBase(nn.Module):
+  """The digit network and the sum head shared by both networks."""
 
   conv_layers: str
   dense_features: Sequence[int] = ()
   sum_hidden_features: Sequence[int] = (128,)
+  sum_head_type: str = "mlp"
   sum_head_input: str = "probabilities"
   batch_norm: bool = False
   dropout_rate: float = 0.0
@@ -128,25 +161,58 @@ class AdderNet(nn.Module):
         dropout_rate=self.dropout_rate,
         dtype=self.dtype,
     )
-    self.sum_head = SumHead(hidden_features=self.sum_hidden_features,
-                            digit_input=self.sum_head_input)
-
-  def __call__(self, images, numbers, train=False):
-    digit_logits = self.digit_net(images, train)
-    return digit_logits, self.sum_head(digit_logits, numbers)
+    if self.sum_head_type == "mlp":
+      self.sum_head = SumHead(hidden_features=self.sum_hidden_features)
 
   def digit_logits(self, images):
     return self.digit_net(images, train=False)
 
+  def mlp_digit_input(self, digit_logits):
+    """What the mlp head reads of a digit: its logits, or their softmax. Probabilities
+    keep the same scale all through training, so the head learns to add in fewer steps."""
+    return jax.nn.softmax(digit_logits) if self.sum_head_input == "probabilities" else digit_logits
+
+
+class AdderNet(_AdderBase):
+  """(images uint8 [B, 28, 28], numbers int [B]) -> (digit logits [B, 10], sum logits [B, 19])."""
+
+  def __call__(self, images, numbers, train=False):
+    digit_logits = self.digit_net(images, train)
+    return digit_logits, self.sum_logits(digit_logits, numbers)
+
   def sum_logits(self, digit_logits, numbers):
-    return self.sum_head(digit_logits, numbers)
+    if self.sum_head_type == "exact":
+      return exact_sum_log_probs(jax.nn.log_softmax(digit_logits), number_log_probs(numbers))
+    return self.sum_head(self.mlp_digit_input(digit_logits),
+                         nn.one_hot(numbers, input_pipeline.NUM_DIGITS))
 
 
-def create_model(model_config):
-  return AdderNet(
+class TwoImageAdderNet(_AdderBase):
+  """images uint8 [B, 2, 28, 28] -> (digit logits [B, 2, 10], sum logits [B, 19])."""
+
+  def __call__(self, images, train=False):
+    # One pass of the digit network over both images (and BatchNorm statistics of both).
+    pairs = images.shape[0]
+    digit_logits = self.digit_net(images.reshape(2 * pairs, *images.shape[2:]), train)
+    digit_logits = digit_logits.reshape(pairs, 2, -1)
+    return digit_logits, self.sum_logits(digit_logits[:, 0], digit_logits[:, 1])
+
+  def sum_logits(self, first_digit_logits, second_digit_logits):
+    if self.sum_head_type == "exact":
+      return exact_sum_log_probs(jax.nn.log_softmax(first_digit_logits),
+                                 jax.nn.log_softmax(second_digit_logits))
+    return self.sum_head(self.mlp_digit_input(first_digit_logits),
+                         self.mlp_digit_input(second_digit_logits))
+
+
+def create_model(model_config, two_images=False):
+  """The network of `model_config`: `TwoImageAdderNet` if `two_images`, else `AdderNet`."""
+  model_class = TwoImageAdderNet if two_images else AdderNet
+  return model_class(
       conv_layers=model_config.conv_layers,
       dense_features=tuple(model_config.dense_features),
       sum_hidden_features=tuple(model_config.sum_hidden_features),
+      sum_head_type=model_config.sum_head,
       sum_head_input=model_config.sum_head_input,
       batch_norm=model_config.batch_norm,
       dropout_rate=model_config.dropout_rate,

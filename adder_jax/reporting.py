@@ -77,9 +77,16 @@ def progress_bar(epoch, num_epochs, steps, enabled=True):
                    dynamic_ncols=True, leave=True, disable=not enabled)
 
 
+# The test accuracies the epoch summary shows, where the record has them.
+SUMMARY_ACCURACIES = (("test_digit_accuracy", "test digit"), ("test_sum_accuracy", "sum"),
+                      ("test_sum_accuracy_all_pairs", "sum all pairs"),
+                      ("test_sum_accuracy_all_pairs_heldout", "held-out pairs"),
+                      ("test_sum_accuracy_all_pairs_seen", "seen pairs"))
+
+
 def print_summary(record):
+  accuracies = "".join(f"{label} {record[key]:.2f}%, " for key, label in SUMMARY_ACCURACIES
+                       if key in record)
   tqdm.tqdm.write(
-      f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, "
-      f"test digit {record['test_digit_accuracy']:.2f}%, sum {record['test_sum_accuracy']:.2f}%, "
-      f"sum all pairs {record['test_sum_accuracy_all_pairs']:.2f}%, "
+      f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, {accuracies}"
       f"{record['epoch_seconds']:.1f} s ({record['images_per_second']:.0f} images/s)")

@@ -1,5 +1,10 @@
 """Pure functions of the training state: the loss, one train step, a scanned chunk of
-steps, and the forward pass over the test set. Nothing here touches the host."""
+steps, and the forward pass over the test set. Nothing here touches the host.
+
+A batch is a dict of 'inputs' (the model's keyword arguments), 'label' (the digit of
+every image) and 'sum' (the target of every example); `gather_batch` and
+`gather_two_image_batch` build it for the two tasks.
+"""
 
 from typing import Any
 
@@ -23,12 +28,15 @@ class TrainState(flax.struct.PyTreeNode):
   rng: jax.Array
 
 
-def init_state(model, tx, rng, batch_size=2):
-  """Initialises parameters and optimizer state; `jax.eval_shape` of it is cheap."""
+def init_state(model, tx, rng, inputs):
+  """Initialises parameters and optimizer state; `jax.eval_shape` of it is cheap.
+
+  Args:
+    inputs: example model inputs (their shapes matter, not their values), e.g. the
+      'inputs' of a batch.
+  """
   init_rng, train_rng = jax.random.split(rng)
-  images = jnp.zeros((batch_size, *input_pipeline.IMAGE_SHAPE), jnp.uint8)
-  numbers = jnp.zeros((batch_size,), jnp.int32)
-  variables = model.init({"params": init_rng, "dropout": init_rng}, images, numbers, train=False)
+  variables = model.init({"params": init_rng, "dropout": init_rng}, **inputs, train=False)
   params = variables["params"]
   return TrainState(
       step=jnp.zeros((), jnp.int32),
@@ -44,16 +52,37 @@ def cross_entropy(logits, labels, label_smoothing=0.0):
   return optax.softmax_cross_entropy(logits, targets)
 
 
+SUPERVISIONS = ("both", "sum_only", "digit_only")
+
+
+def supervised_loss_config(loss_config, supervision):
+  """`loss_config` with the weight of the unsupervised target set to 0.
+
+  'sum_only' trains on the sum alone and 'digit_only' on the digit alone; the other
+  target's accuracy is still measured.
+  """
+  loss_config = loss_config.copy_and_resolve_references()
+  if supervision == "sum_only":
+    loss_config.digit_weight = 0.0
+  elif supervision == "digit_only":
+    loss_config.sum_weight = 0.0
+  elif supervision != "both":
+    raise ValueError(f"unknown supervision {supervision!r}; choose one of {SUPERVISIONS}")
+  return loss_config
+
+
 def loss_and_metrics(params, state, batch, dropout_rng, model, loss_config):
-  """Weighted sum of the digit and sum cross-entropies, averaged over the batch."""
+  """Weighted sum of the digit and sum cross-entropies, averaged over the batch.
+
+  The metrics count correct digits and sums, and how many of each the batch holds.
+  """
   variables = {"params": params}
   mutable = []
   if state.batch_stats:
     variables["batch_stats"] = state.batch_stats
     mutable = ["batch_stats"]
   (digit_logits, sum_logits), updates = model.apply(
-      variables, batch["image"], batch["number"], train=True,
-      rngs={"dropout": dropout_rng}, mutable=mutable)
+      variables, **batch["inputs"], train=True, rngs={"dropout": dropout_rng}, mutable=mutable)
   digit_loss = cross_entropy(digit_logits, batch["label"], loss_config.label_smoothing).mean()
   sum_loss = cross_entropy(sum_logits, batch["sum"], loss_config.label_smoothing).mean()
   loss = loss_config.digit_weight * digit_loss + loss_config.sum_weight * sum_loss
@@ -61,6 +90,8 @@ def loss_and_metrics(params, state, batch, dropout_rng, model, loss_config):
       "loss": loss,
       "digit_correct": jnp.sum(jnp.argmax(digit_logits, -1) == batch["label"]),
       "sum_correct": jnp.sum(jnp.argmax(sum_logits, -1) == batch["sum"]),
+      "digits": jnp.int32(batch["label"].size),
+      "sums": jnp.int32(batch["sum"].size),
   }
   return loss, (metrics, updates.get("batch_stats", state.batch_stats))
 
@@ -80,36 +111,46 @@ def train_step(state, batch, model, tx, loss_config):
   return new_state, metrics
 
 
-def gather_batch(train_images, train_labels, numbers, indices):
-  """The training batch at `indices` with its numbers and sums."""
+def gather_batch(train_images, train_labels, plan, indices):
+  """The training batch at `indices` with the numbers of `input_pipeline.epoch_plan`."""
   labels = train_labels[indices]
-  paired = numbers[indices]
-  return {"image": train_images[indices], "label": labels, "number": paired, "sum": labels + paired}
+  numbers = plan["numbers"][indices]
+  return {"inputs": {"images": train_images[indices], "numbers": numbers},
+          "label": labels, "sum": labels + numbers}
 
 
-def train_chunk(state, train_images, train_labels, batch_indices, numbers, chunk_start, *,
-                num_steps, model, tx, loss_config, batch_sharding):
+def gather_two_image_batch(train_images, train_labels, plan, indices):
+  """The two-image batch at `indices` [B, 2] of `input_pipeline.two_image_epoch_plan`."""
+  del plan  # The pairs are the indices themselves.
+  labels = train_labels[indices]
+  return {"inputs": {"images": train_images[indices]}, "label": labels, "sum": labels.sum(-1)}
+
+
+def train_chunk(state, train_images, train_labels, plan, chunk_start, *,
+                num_steps, model, tx, loss_config, batch_sharding, gather):
   """`num_steps` train steps as one `lax.scan`, over batches chunk_start, chunk_start + 1, ...
 
   Args:
     state: TrainState.
     train_images, train_labels: the whole training set, resident on the devices.
-    batch_indices, numbers: this epoch's plan from `input_pipeline.epoch_plan`.
+    plan: this epoch's plan (`input_pipeline.epoch_plan` or `two_image_epoch_plan`),
+      whose 'batch_indices' has one row of indices per batch.
     chunk_start: index of the chunk's first batch in the epoch.
     num_steps: static chunk length.
     model, tx, loss_config: static.
     batch_sharding: how each batch is laid out over the devices.
+    gather: static, `gather_batch` or `gather_two_image_batch` as fits the plan.
 
   Returns:
     The new state and the chunk's summed metrics ('loss' is a sum of per-step means).
   """
-  chunk = jax.lax.dynamic_slice_in_dim(batch_indices, chunk_start, num_steps)
+  chunk = jax.lax.dynamic_slice_in_dim(plan["batch_indices"], chunk_start, num_steps)
 
   def body(state, indices):
     # Split over the devices before the gather, so each device (and so each process)
     # gathers only its own slice of the global batch from the replicated dataset.
     indices = jax.lax.with_sharding_constraint(indices, batch_sharding)
-    batch = gather_batch(train_images, train_labels, numbers, indices)
+    batch = gather(train_images, train_labels, plan, indices)
     return train_step(state, batch, model, tx, loss_config)
 
   state, metrics = jax.lax.scan(body, state, chunk)
@@ -150,3 +191,31 @@ def predict(params, batch_stats, images, numbers, *, model, batch_size, batch_sh
              numbers.reshape(n // batch_size, batch_size))
   _, out = jax.lax.scan(one_batch, None, batches)
   return jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)
+
+
+def predict_two_images(params, batch_stats, images, pairs, *, model, batch_size, batch_sharding):
+  """Logits for every test image and for the sum of every fixed test pair.
+
+  Args:
+    images: uint8 [N, 28, 28] with N a multiple of batch_size (pad first).
+    pairs: int32 [P, 2] indices into the (unpadded) images, from
+      `input_pipeline.test_image_pairs`.
+
+  Returns:
+    dict of digit_logits [N, 10] and sum_logits [P, 19].
+  """
+  variables = {"params": params}
+  if batch_stats:
+    variables["batch_stats"] = batch_stats
+
+  def one_batch(_, batch_images):
+    batch_images = jax.lax.with_sharding_constraint(batch_images, batch_sharding)
+    return None, model.apply(variables, batch_images, method=model.digit_logits)
+
+  n = images.shape[0]
+  _, digit_logits = jax.lax.scan(
+      one_batch, None, images.reshape(n // batch_size, batch_size, *images.shape[1:]))
+  digit_logits = digit_logits.reshape(n, -1)
+  sum_logits = model.apply(variables, digit_logits[pairs[:, 0]], digit_logits[pairs[:, 1]],
+                           method=model.sum_logits)
+  return {"digit_logits": digit_logits, "sum_logits": sum_logits}

@@ -22,15 +22,14 @@ import numpy as np
 from adder_jax import checkpointing
 from adder_jax import config_checks
 from adder_jax import distributed
-from adder_jax import evaluation
 from adder_jax import evaluation_report
 from adder_jax import input_pipeline
 from adder_jax import interrupts
-from adder_jax import models
 from adder_jax import optimizers
 from adder_jax import reporting
 from adder_jax import sharding
 from adder_jax import steps
+from adder_jax import tasks
 from adder_jax.errors import UserError
 
 
@@ -43,14 +42,16 @@ class Trainer:
 
   def __init__(self, config, data, mesh=None):
     self.config = config
+    self.task = tasks.create_task(config)
     self.mesh = sharding.create_mesh() if mesh is None else mesh
-    self.num_train = len(data["train"])
+    self.num_train = self.task.num_examples(len(data["train"]))
     self.steps_per_epoch = self.num_train // config.batch_size
     if self.steps_per_epoch == 0:
       raise UserError(f"batch_size={config.batch_size} is larger than the training set "
-                      f"({self.num_train} images).")
+                      f"({self.num_train} examples).")
     self.total_steps = self.steps_per_epoch * config.num_epochs
-    self.model = models.create_model(config.model)
+    self.model = self.task.create_model()
+    self.loss_config = steps.supervised_loss_config(config.loss, config.supervision)
     self.tx, self.schedule = optimizers.create_optimizer(config.optimizer, self.total_steps)
     seed_key = jax.random.key(config.seed)
     self.init_key, self.data_key = jax.random.split(seed_key)
@@ -59,26 +60,21 @@ class Trainer:
     batch_sharding = sharding.batch_sharded(self.mesh)
     self.train_images, self.train_labels = sharding.put_replicated(
         (data["train"].images, data["train"].labels), self.mesh)
-    self.test_labels = data["test"].labels
-    self.test_numbers = input_pipeline.test_numbers(len(data["test"]))
-    padded = -len(data["test"]) % config.eval_batch_size
-    self.test_images, self.test_numbers_on_device = sharding.put_replicated(
-        (np.pad(data["test"].images, ((0, padded), (0, 0), (0, 0))),
-         np.pad(self.test_numbers, (0, padded))), self.mesh)
+    self.test_split = data["test"]
+    self.test_inputs = sharding.put_replicated(self.task.test_inputs(data["test"]), self.mesh)
 
-    self._init = jax.jit(functools.partial(steps.init_state, self.model, self.tx),
-                         out_shardings=replicated)
+    self._init = jax.jit(
+        functools.partial(steps.init_state, self.model, self.tx,
+                          inputs=self.task.example_inputs()),
+        out_shardings=replicated)
     self.abstract_state = jax.eval_shape(self._init, self.init_key)
     self.state_sharding = jax.tree.map(lambda _: replicated, self.abstract_state)
-    self._epoch_plan = jax.jit(
-        functools.partial(input_pipeline.epoch_plan, num_examples=self.num_train,
-                          batch_size=config.batch_size),
-        out_shardings=replicated)
+    self._epoch_plan = jax.jit(self.task.epoch_plan, out_shardings=replicated)
     self._chunk_fns = {}
     self._batch_sharding = batch_sharding
     self._predict = jax.jit(
-        functools.partial(steps.predict, model=self.model, batch_size=config.eval_batch_size,
-                          batch_sharding=batch_sharding),
+        functools.partial(self.task.predict, model=self.model,
+                          batch_size=config.eval_batch_size, batch_sharding=batch_sharding),
         out_shardings=replicated)
 
   def init_state(self):
@@ -100,44 +96,42 @@ class Trainer:
     if num_steps not in self._chunk_fns:
       fn = functools.partial(
           steps.train_chunk, num_steps=num_steps, model=self.model, tx=self.tx,
-          loss_config=self.config.loss, batch_sharding=self._batch_sharding)
+          loss_config=self.loss_config, batch_sharding=self._batch_sharding,
+          gather=self.task.gather)
       replicated = sharding.replicated(self.mesh)
       self._chunk_fns[num_steps] = jax.jit(
-          fn, donate_argnums=0, in_shardings=(self.state_sharding,) + (replicated,) * 5,
+          fn, donate_argnums=0, in_shardings=(self.state_sharding,) + (replicated,) * 4,
           out_shardings=(self.state_sharding, replicated))
     return self._chunk_fns[num_steps]
 
   def compile(self, start=0):
     """Compiles ahead of time every function an epoch needs; returns seconds taken."""
     t0 = time.perf_counter()
-    plan = jax.eval_shape(self._epoch_plan, self.data_key, 0)
+    plan = jax.eval_shape(self._epoch_plan, self.data_key, 0, self.train_labels)
     target = self.restore_target()
     for length in set(self.chunk_lengths(start)) | set(self.chunk_lengths()):
-      self.chunk_fn(length).lower(target, self.train_images, self.train_labels, *plan,
+      self.chunk_fn(length).lower(target, self.train_images, self.train_labels, plan,
                                   jnp.int32(0)).compile()
-    self._predict.lower(target.params, target.batch_stats, self.test_images,
-                        self.test_numbers_on_device).compile()
-    self._epoch_plan.lower(self.data_key, 0).compile()
+    self._predict.lower(target.params, target.batch_stats, *self.test_inputs).compile()
+    self._epoch_plan.lower(self.data_key, 0, self.train_labels).compile()
     return time.perf_counter() - t0
 
   def epoch_plan(self, epoch):
-    return self._epoch_plan(self.data_key, epoch)
+    return self._epoch_plan(self.data_key, epoch, self.train_labels)
 
   def run_chunk(self, state, plan, chunk_start, num_steps):
-    return self.chunk_fn(num_steps)(state, self.train_images, self.train_labels, *plan,
+    return self.chunk_fn(num_steps)(state, self.train_images, self.train_labels, plan,
                                     jnp.int32(chunk_start))
 
   def predictions(self, state):
-    """`steps.predict` of `state` on the test set, as numpy without the padding."""
-    predictions = jax.device_get(self._predict(
-        state.params, state.batch_stats, self.test_images, self.test_numbers_on_device))
-    n = len(self.test_labels)
-    return {k: np.asarray(v)[:n] for k, v in predictions.items()}
+    """The task's `predict` of `state` on the test set, as numpy (padding included)."""
+    predictions = jax.device_get(
+        self._predict(state.params, state.batch_stats, *self.test_inputs))
+    return {k: np.asarray(v) for k, v in predictions.items()}
 
   def test_metrics(self, predictions):
-    """Test metrics (fixed pairing and all pairs) of `predictions`; see evaluation.py."""
-    return evaluation.test_metrics(predictions, self.test_labels, self.test_numbers,
-                                   self.config.loss)
+    """Test metrics of `predictions`; see the task's `test_metrics`."""
+    return self.task.test_metrics(predictions, self.test_split, self.loss_config)
 
   def evaluate(self, state):
     return self.test_metrics(self.predictions(state))
@@ -201,7 +195,8 @@ def train_and_evaluate(config, workdir):
     checkpointer.close()
   if predictions is None:  # Nothing left to train: a rerun of a finished run.
     predictions = trainer.predictions(state)  # Every process takes part in this.
-  if chief:
+  # The report's tables and plots are about (digit, number) pairs.
+  if chief and config.task == "image_plus_number":
     evaluation_report.write(workdir, trainer, state, data["test"].images, predictions)
   return record
 
@@ -237,7 +232,7 @@ def _train_epoch(trainer, state, epoch, start, checkpointer, interrupt, show_pro
                else "no checkpoint had been saved yet. ") + "Lower the learning rate.")
       totals = metrics if totals is None else jax.tree.map(np.add, totals, metrics)
       chunk_start += num_steps
-      images += num_steps * config.batch_size
+      images += int(metrics["digits"])
       elapsed = time.perf_counter() - t0
       bar.set_postfix(loss=f"{metrics['loss'] / num_steps:.4f}", img_per_s=f"{images / elapsed:.0f}")
       bar.update(num_steps)
@@ -252,8 +247,8 @@ def _train_epoch(trainer, state, epoch, start, checkpointer, interrupt, show_pro
       "step": int(jax.device_get(state.step)),
       "learning_rate": float(trainer.schedule(jax.device_get(state.step))),
       "train_loss": float(totals["loss"]) / trained_steps,
-      "train_digit_accuracy": 100.0 * float(totals["digit_correct"]) / images,
-      "train_sum_accuracy": 100.0 * float(totals["sum_correct"]) / images,
+      "train_digit_accuracy": 100.0 * float(totals["digit_correct"]) / float(totals["digits"]),
+      "train_sum_accuracy": 100.0 * float(totals["sum_correct"]) / float(totals["sums"]),
       **test,
       "epoch_seconds": round(train_seconds, 3),
       "eval_seconds": round(eval_seconds, 3),

@@ -16,6 +16,12 @@ def get_config():
   config.eval_batch_size = 1000
   # Train steps compiled into one lax.scan; the progress bar updates once per chunk.
   config.steps_per_chunk = 100
+  # 'image_plus_number' (an image and a number 0-9 in; digit and sum out) or 'two_images'
+  # (two images in, their sum out: MNIST addition; batch_size then counts pairs).
+  config.task = "image_plus_number"
+  # Targets trained on: 'both', 'sum_only' or 'digit_only' (the other one's weight in the
+  # loss becomes 0; both accuracies are still reported).
+  config.supervision = "both"
 
   config.data = ml_collections.ConfigDict()
   # tfds dataset name.
@@ -24,13 +30,21 @@ def get_config():
   config.data.data_dir = config_dict.placeholder(str)
   # A folder with the four MNIST IDX .gz files, to prepare the data with no network.
   config.data.manual_dir = config_dict.placeholder(str)
+  # (digit, number) pairs never shown in training (image_plus_number): '' for none, a
+  # list such as '3+4,7+2' (digit+number), or a count such as '10' drawn from the seed.
+  # The test metrics then split the sum accuracy into held-out and seen pairs.
+  config.data.holdout_pairs = ""
 
   config.model = ml_collections.ConfigDict()
   # Conv trunk: 'N' 3x3 conv with N features (SAME), 'Nv' VALID, 'M' max pool, 'A' avg pool.
   config.model.conv_layers = "32 M 64 M 128 M"
   # Dense layers between the flattened trunk and the 10 digit logits.
   config.model.dense_features = (256,)
-  # Hidden layers of the sum head, applied to [digit representation, one-hot number].
+  # 'mlp': dense layers on [digit representation, one-hot number] (or both images'
+  # digit representations) to the sum logits; 'exact': p(sum) = sum over d of
+  # p(digit = d) p(other = sum - d), no parameters (its log-probabilities are the logits).
+  config.model.sum_head = "mlp"
+  # Hidden layers of the mlp sum head.
   config.model.sum_hidden_features = (128,)
   # The digit representation the sum head sees: 'probabilities' (softmax) or 'logits'.
   config.model.sum_head_input = "probabilities"

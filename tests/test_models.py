@@ -64,3 +64,72 @@ def test_conv3x3_matches_xla_convolution_and_its_gradients(padding):
   grad = jax.random.normal(jax.random.key(2), y.shape)
   for fast, ref in zip(fast_vjp(grad), reference_vjp(grad)):
     np.testing.assert_allclose(fast, ref, rtol=1e-4, atol=1e-4)
+
+
+def _model(sum_head, two_images=False):
+  config = default.get_config()
+  config.model.sum_head = sum_head
+  return models.create_model(config.model, two_images=two_images)
+
+
+def test_exact_head_is_the_convolution_of_the_two_digit_distributions():
+  logits = 4.0 * jax.random.normal(jax.random.key(0), (2, 5, 10))
+  log_p = jax.nn.log_softmax(logits)
+  log_sums = models.exact_sum_log_probs(log_p[0], log_p[1])
+  assert log_sums.shape == (5, 19)
+  p = np.exp(np.asarray(log_p, np.float64))
+  for i in range(5):
+    brute = [sum(p[0, i, a] * p[1, i, s - a] for a in range(10) if 0 <= s - a <= 9)
+             for s in range(19)]
+    np.testing.assert_allclose(np.exp(log_sums[i]), brute, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(np.exp(log_sums).sum(-1), 1.0, rtol=1e-6)
+
+
+def test_exact_head_with_a_number_shifts_the_digit_distribution():
+  model = _model("exact")
+  digit_logits = 3.0 * jax.random.normal(jax.random.key(0), (10, 10))
+  numbers = jnp.arange(10)
+  sum_logits = model.apply({}, digit_logits, numbers, method=model.sum_logits)
+  sum_probs = np.asarray(jax.nn.softmax(sum_logits))
+  digit_probs = np.asarray(jax.nn.softmax(digit_logits))
+  for n in range(10):
+    np.testing.assert_allclose(sum_probs[n, n:n + 10], digit_probs[n], rtol=1e-5, atol=1e-7)
+    assert sum_probs[n, :n].sum() == 0 and sum_probs[n, n + 10:].sum() == 0
+  np.testing.assert_allclose(sum_probs.sum(-1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("two_images", [False, True])
+def test_exact_head_has_no_parameters_and_finite_gradients(two_images):
+  model = _model("exact", two_images)
+  # Confident logits: near one-hot digit distributions must not give NaN or inf.
+  digit_logits = 60.0 * jax.random.normal(jax.random.key(0), (4, 10))
+  second = (jnp.array([0, 3, 9, 5]) if not two_images
+            else 60.0 * jax.random.normal(jax.random.key(1), (4, 10)))
+  sums = jnp.array([0, 7, 18, 9])
+
+  def loss(digit_logits, second):
+    sum_logits = model.apply({}, digit_logits, second, method=model.sum_logits)
+    return -jax.nn.log_softmax(sum_logits)[jnp.arange(4), sums].mean()
+
+  grads = jax.grad(loss, argnums=(0, 1) if two_images else 0)(digit_logits, second)
+  for grad in jax.tree.leaves(grads):
+    assert np.all(np.isfinite(grad))
+  images = jnp.zeros((2, 2, 28, 28) if two_images else (2, 28, 28), jnp.uint8)
+  inputs = (images,) if two_images else (images, jnp.zeros((2,), jnp.int32))
+  params = model.init(jax.random.key(0), *inputs)["params"]
+  assert set(params) == {"digit_net"}
+
+
+@pytest.mark.parametrize("sum_head", models.SUM_HEADS)
+def test_two_image_model_reads_both_images_with_one_digit_network(sum_head):
+  model = _model(sum_head, two_images=True)
+  images = jax.random.randint(jax.random.key(0), (3, 2, 28, 28), 0, 256).astype(jnp.uint8)
+  variables = model.init(jax.random.key(1), images)
+  digit_logits, sum_logits = model.apply(variables, images)
+  assert digit_logits.shape == (3, 2, 10) and sum_logits.shape == (3, 19)
+  for i in range(2):
+    alone = model.apply(variables, images[:, i], method=model.digit_logits)
+    np.testing.assert_allclose(digit_logits[:, i], alone, rtol=1e-5, atol=1e-5)
+  swapped = model.apply(variables, images[:, ::-1])[1]
+  if sum_head == "exact":  # Addition commutes.
+    np.testing.assert_allclose(swapped, sum_logits, rtol=1e-5, atol=1e-5)

@@ -25,6 +25,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOCK_NUM_EXAMPLES = 256
 # Every launch ends in well under a minute; this bounds a hung one (CI must not hang).
 LAUNCH_TIMEOUT_S = 180
+# How long the other processes may take to end after one has failed.
+FAILURE_GRACE_S = 30
 # Metrics that depend on the arithmetic, not on timing.
 LOSSES = ("train_loss", "test_loss")
 ACCURACIES = ("train_digit_accuracy", "train_sum_accuracy", "test_digit_accuracy",
@@ -65,7 +67,7 @@ def _launch(workdir, num_processes, devices_per_process, data_dir, num_examples=
 
   Returns:
     Each process's exit status (None if it was still running after LAUNCH_TIMEOUT_S or
-    once another had failed; it is killed then) and output.
+    FAILURE_GRACE_S after another had failed; it is killed then) and output.
   """
   num_examples = num_examples or [MOCK_NUM_EXAMPLES] * num_processes
   port = _free_port()
@@ -85,8 +87,11 @@ def _launch(workdir, num_processes, devices_per_process, data_dir, num_examples=
                                         stderr=subprocess.STDOUT))
     deadline = time.monotonic() + LAUNCH_TIMEOUT_S
     while any(p.poll() is None for p in processes):
-      # One failed process leaves the others waiting for it: stop at the first failure.
-      if any(p.returncode for p in processes) or time.monotonic() > deadline:
+      if any(p.returncode for p in processes):
+        # One failed process can leave the others waiting for it; give them a grace
+        # period to fail (or finish) on their own, since a loaded machine is slow.
+        deadline = min(deadline, time.monotonic() + FAILURE_GRACE_S)
+      if time.monotonic() > deadline:
         break
       time.sleep(0.2)
     returncodes = [p.poll() for p in processes]

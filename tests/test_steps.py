@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from adder_jax import models
 from adder_jax import optimizers
@@ -35,16 +36,17 @@ def _tiny_setup():
   model = models.create_model(config.model)
   tx, _ = optimizers.create_optimizer(config.optimizer, total_steps=10)
   rng = np.random.default_rng(0)
-  batch = {"image": rng.integers(0, 256, (8, 28, 28), dtype=np.uint8),
-           "label": rng.integers(0, 10, 8).astype(np.int32),
-           "number": rng.integers(0, 10, 8).astype(np.int32)}
-  batch["sum"] = batch["label"] + batch["number"]
+  images = rng.integers(0, 256, (8, 28, 28), dtype=np.uint8)
+  labels = rng.integers(0, 10, 8).astype(np.int32)
+  numbers = rng.integers(0, 10, 8).astype(np.int32)
+  batch = {"inputs": {"images": images, "numbers": numbers}, "label": labels,
+           "sum": labels + numbers}
   return config, model, tx, batch
 
 
 def _one_step():
   config, model, tx, batch = _tiny_setup()
-  state = steps.init_state(model, tx, jax.random.key(0))
+  state = steps.init_state(model, tx, jax.random.key(0), batch["inputs"])
   step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, config.loss))
   return state, *step(state, batch)
 
@@ -71,9 +73,33 @@ def test_train_step_moves_every_parameter_and_counts_the_step():
 
 def test_training_on_one_batch_lowers_the_loss():
   config, model, tx, batch = _tiny_setup()
-  state = steps.init_state(model, tx, jax.random.key(0))
+  state = steps.init_state(model, tx, jax.random.key(0), batch["inputs"])
   step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, config.loss))
   state, first = step(state, batch)
   for _ in range(100):
     state, last = step(state, batch)
   assert float(last["loss"]) < 0.75 * float(first["loss"])
+
+
+@pytest.mark.parametrize("supervision, digit_weight, sum_weight", [
+    ("both", 0.5, 2.0), ("sum_only", 0.0, 2.0), ("digit_only", 0.5, 0.0)])
+def test_supervision_zeroes_the_weight_of_the_unsupervised_target(supervision, digit_weight,
+                                                                   sum_weight):
+  loss_config = default.get_config().loss
+  loss_config.digit_weight, loss_config.sum_weight = 0.5, 2.0
+  supervised = steps.supervised_loss_config(loss_config, supervision)
+  assert (supervised.digit_weight, supervised.sum_weight) == (digit_weight, sum_weight)
+  assert (loss_config.digit_weight, loss_config.sum_weight) == (0.5, 2.0)
+
+
+@pytest.mark.parametrize("supervision, unused", [("sum_only", "label"), ("digit_only", "sum")])
+def test_training_never_reads_the_unsupervised_target(supervision, unused):
+  config, model, tx, batch = _tiny_setup()
+  loss_config = steps.supervised_loss_config(config.loss, supervision)
+  state = steps.init_state(model, tx, jax.random.key(0), batch["inputs"])
+  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, loss_config))
+  scrambled = dict(batch, **{unused: (batch[unused] + 3) % 10})
+  trained, _ = step(state, batch)
+  trained_on_scrambled, _ = step(state, scrambled)
+  for a, b in zip(jax.tree.leaves(trained.params), jax.tree.leaves(trained_on_scrambled.params)):
+    np.testing.assert_array_equal(a, b)

@@ -1,0 +1,110 @@
+"""The two tasks a run can train on (`config.task`), each a bundle of what differs.
+
+'image_plus_number' (the default): an MNIST image and a random number 0-9 in; the
+digit and the sum out (`models.AdderNet`). Each epoch pairs every training image with
+a fresh number, avoiding the (digit, number) pairs that `config.data.holdout_pairs`
+holds out; each test image has a fixed number, and is also evaluated with all ten.
+
+'two_images': the neuro-symbolic MNIST-addition benchmark: two MNIST images in, their
+sum out (`models.TwoImageAdderNet`). Each epoch splits a fresh permutation of the
+training images into pairs (30,000 pairs, every image used once); the test set is
+5,000 fixed pairs of the 10,000 test images. `config.batch_size` counts pairs.
+
+The trainer uses only the methods below, so it holds no task-specific code; the
+functions they call live in the modules of their jobs (input_pipeline, steps,
+evaluation, models).
+"""
+
+import jax.numpy as jnp
+import numpy as np
+
+from adder_jax import evaluation
+from adder_jax import input_pipeline
+from adder_jax import models
+from adder_jax import steps
+
+
+def _pad_to_multiple(x, multiple):
+  return np.pad(x, [(0, -len(x) % multiple)] + [(0, 0)] * (x.ndim - 1))
+
+
+class ImagePlusNumber:
+  """One image plus a random number."""
+
+  def __init__(self, config):
+    self.config = config
+    # None, or bool [10, 10]: the (digit, number) pairs training may show.
+    self.allowed = input_pipeline.allowed_pairs(config.data.holdout_pairs, config.seed)
+
+  def create_model(self):
+    return models.create_model(self.config.model)
+
+  def num_examples(self, num_images):
+    """Training examples per epoch, from the number of training images."""
+    return num_images
+
+  def example_inputs(self, batch_size=2):
+    """Model inputs of the right shapes, for initialisation."""
+    return {"images": jnp.zeros((batch_size, *input_pipeline.IMAGE_SHAPE), jnp.uint8),
+            "numbers": jnp.zeros((batch_size,), jnp.int32)}
+
+  def epoch_plan(self, key, epoch, train_labels):
+    """The plan of one epoch, drawn on the device (`input_pipeline.epoch_plan`)."""
+    return input_pipeline.epoch_plan(key, epoch, train_labels, self.config.batch_size,
+                                     self.allowed)
+
+  gather = staticmethod(steps.gather_batch)
+  predict = staticmethod(steps.predict)
+
+  def test_inputs(self, test_split):
+    """Host arrays that `predict` takes after the parameters, padded to whole batches."""
+    batch = self.config.eval_batch_size
+    return (_pad_to_multiple(test_split.images, batch),
+            _pad_to_multiple(input_pipeline.test_numbers(len(test_split)), batch))
+
+  def test_metrics(self, predictions, test_split, loss_config):
+    """Test metrics from the numpy outputs of `predict` (padding included)."""
+    n = len(test_split)
+    predictions = {k: v[:n] for k, v in predictions.items()}
+    return evaluation.test_metrics(predictions, test_split.labels,
+                                   input_pipeline.test_numbers(n), loss_config, self.allowed)
+
+
+class TwoImages:
+  """Two images, trained and tested on their sum."""
+
+  def __init__(self, config):
+    self.config = config
+
+  def create_model(self):
+    return models.create_model(self.config.model, two_images=True)
+
+  def num_examples(self, num_images):
+    return num_images // 2
+
+  def example_inputs(self, batch_size=2):
+    return {"images": jnp.zeros((batch_size, 2, *input_pipeline.IMAGE_SHAPE), jnp.uint8)}
+
+  def epoch_plan(self, key, epoch, train_labels):
+    return input_pipeline.two_image_epoch_plan(key, epoch, train_labels.shape[0],
+                                               self.config.batch_size)
+
+  gather = staticmethod(steps.gather_two_image_batch)
+  predict = staticmethod(steps.predict_two_images)
+
+  def test_inputs(self, test_split):
+    return (_pad_to_multiple(test_split.images, self.config.eval_batch_size),
+            input_pipeline.test_image_pairs(len(test_split)))
+
+  def test_metrics(self, predictions, test_split, loss_config):
+    return evaluation.two_image_test_metrics(
+        {"digit_logits": predictions["digit_logits"][:len(test_split)],
+         "sum_logits": predictions["sum_logits"]},
+        test_split.labels, input_pipeline.test_image_pairs(len(test_split)), loss_config)
+
+
+TASKS = {"image_plus_number": ImagePlusNumber, "two_images": TwoImages}
+
+
+def create_task(config):
+  return TASKS[config.task](config)

@@ -1,0 +1,151 @@
+"""Does the network learn to add? Runs the grid of issue 5 and writes a markdown table.
+
+    python -m experiments.run_grid --data_dir=/tmp/tfds --output_dir=/tmp/grid
+
+Cells: every combination of sum head ('mlp', 'exact'), held-out (digit, number) pairs
+(none, 10 drawn from the seed) and supervision ('both', 'sum_only', 'digit_only') on the
+image + number task, less held-out pairs with 'digit_only' (which never reads the
+numbers, so it trains the same network as without them), and the two-image MNIST-addition benchmark (sum-only supervision)
+with each head; each cell with --seeds seeds. Every run starts from configs/default.py
+with the cell's overrides (and --conv_layers, if given, to fit a time budget) and trains
+in OUTPUT_DIR/CELL/seed_S, so an interrupted grid resumes where it stopped. The table
+(mean ± sample standard deviation over the seeds of the last epoch's test metrics) goes
+to OUTPUT_DIR/table.md and stdout, every run's final record to OUTPUT_DIR/results.jsonl.
+"""
+
+import itertools
+import json
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from adder_jax import train
+from adder_jax.errors import UserError
+from configs import default
+
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir holding (or to hold) MNIST.")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None,
+                                  "Folder with the four MNIST IDX .gz files, to prepare offline.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the runs and the table go.")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per cell (0, 1, ...).", lower_bound=1)
+_EPOCHS = flags.DEFINE_integer("epochs", 2, "Epochs of each image + number run.", lower_bound=1)
+_TWO_IMAGE_EPOCHS = flags.DEFINE_integer("two_image_epochs", 4,
+                                         "Epochs of each two-image run.", lower_bound=1)
+_TWO_IMAGE_BATCH_SIZE = flags.DEFINE_integer(
+    "two_image_batch_size", 100, "Pairs per two-image batch (100 divides the 30,000 pairs).",
+    lower_bound=1)
+_CONV_LAYERS = flags.DEFINE_string(
+    "conv_layers", None, "Overrides config.model.conv_layers in every run (default: keep "
+    "configs/default.py's), e.g. a smaller trunk to fit a CPU time budget.")
+_HOLDOUT = flags.DEFINE_string("holdout_pairs", "10",
+                               "data.holdout_pairs of the held-out cells.")
+flags.mark_flags_as_required(["output_dir"])
+
+SUM_HEADS = ("mlp", "exact")
+SUPERVISIONS = ("both", "sum_only", "digit_only")
+
+# Table columns: (metric key, header). A run without the metric shows a dash.
+COLUMNS = (
+    ("test_digit_accuracy", "digit"),
+    ("test_sum_accuracy", "sum (fixed pairing)"),
+    ("test_sum_accuracy_all_pairs", "sum, all pairs"),
+    ("test_sum_accuracy_all_pairs_heldout", "held-out pairs"),
+    ("test_sum_accuracy_all_pairs_seen", "seen pairs"),
+)
+
+
+def grid_cells():
+  """(name, overrides) of every cell; overrides are dotted config paths."""
+  cells = []
+  for sum_head, holdout, supervision in itertools.product(SUM_HEADS, ("", _HOLDOUT.value),
+                                                          SUPERVISIONS):
+    if holdout and supervision == "digit_only":
+      # Digit-only training never reads the numbers, so holding pairs out changes nothing.
+      continue
+    name = f"number-{sum_head}-holdout{holdout or 'none'}-{supervision}"
+    cells.append((name, {"model.sum_head": sum_head, "data.holdout_pairs": holdout,
+                         "supervision": supervision, "num_epochs": _EPOCHS.value}))
+  for sum_head in SUM_HEADS:
+    cells.append((f"two_images-{sum_head}-sum_only", {
+        "task": "two_images", "model.sum_head": sum_head, "supervision": "sum_only",
+        "num_epochs": _TWO_IMAGE_EPOCHS.value, "batch_size": _TWO_IMAGE_BATCH_SIZE.value}))
+  return cells
+
+
+def make_config(overrides, seed):
+  config = default.get_config()
+  config.seed = seed
+  config.data.data_dir = _DATA_DIR.value
+  config.data.manual_dir = _MANUAL_DIR.value
+  if _CONV_LAYERS.value:
+    config.model.conv_layers = _CONV_LAYERS.value
+  for path, value in overrides.items():
+    *parents, leaf = path.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+def _mean_std(values):
+  if np.isnan(values).any():
+    return "–"
+  std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+  return f"{np.mean(values):.2f} ± {std:.2f}"
+
+
+def markdown_table(results):
+  """One row per cell: its settings and mean ± std of each metric over the seeds."""
+  header = ["task", "sum head", "held-out pairs", "supervision", "epochs"]
+  header += [title for _, title in COLUMNS]
+  lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+  for name, runs in results.items():
+    config = runs[0]["config"]
+    row = [config["task"], config["model"]["sum_head"], config["data"]["holdout_pairs"] or "none",
+           config["supervision"], str(config["num_epochs"])]
+    row += [_mean_std([run["record"].get(key, np.nan) for run in runs]) for key, _ in COLUMNS]
+    lines.append("| " + " | ".join(row) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.WARNING)
+  output_dir = os.path.abspath(_OUTPUT_DIR.value)
+  os.makedirs(output_dir, exist_ok=True)
+  start = time.perf_counter()
+  results = {}
+  try:
+    with open(os.path.join(output_dir, "results.jsonl"), "w") as results_file:
+      for name, overrides in grid_cells():
+        for seed in range(_SEEDS.value):
+          config = make_config(overrides, seed)
+          t0 = time.perf_counter()
+          record = train.train_and_evaluate(config, os.path.join(output_dir, name, f"seed_{seed}"))
+          run = {"cell": name, "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
+                 "config": config.to_dict(), "record": record}
+          results.setdefault(name, []).append(run)
+          results_file.write(json.dumps(run) + "\n")
+          results_file.flush()
+          print(f"{name} seed {seed}: {run['seconds']} s", flush=True)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  table = markdown_table(results)
+  minutes = (time.perf_counter() - start) / 60
+  table += (f"\nTest accuracies (%) after the last epoch: mean ± sample standard deviation "
+            f"over {_SEEDS.value} seeds. Grid wall time {minutes:.1f} min.\n")
+  with open(os.path.join(output_dir, "table.md"), "w") as f:
+    f.write(table)
+  print(table)
+
+
+if __name__ == "__main__":
+  app.run(main)
