@@ -114,9 +114,11 @@ SUM_HEADS = ("mlp", "exact")
 # it is exactly 0 in float32, and it is far below any log-probability a network reaches.
 LOG_ZERO = -1e4
 
-# _SUM_OFFSETS[a, s] = s - a: the second digit that makes sum s with first digit a.
-_SUM_OFFSETS = np.arange(input_pipeline.NUM_SUMS)[None, :] - np.arange(input_pipeline.NUM_DIGITS)[:, None]
-_SUM_POSSIBLE = (_SUM_OFFSETS >= 0) & (_SUM_OFFSETS < input_pipeline.NUM_DIGITS)
+# _SUM_POSSIBLE[a, s]: a first digit a can make the sum s (with a second digit s - a);
+# the ones padded as `exact_sum_log_probs` pads the second digit's distribution.
+_SUM_POSSIBLE = np.stack([np.pad(np.ones(input_pipeline.NUM_DIGITS, bool),
+                                 (a, input_pipeline.NUM_DIGITS - 1 - a))
+                          for a in range(input_pipeline.NUM_DIGITS)])
 
 
 def exact_sum_log_probs(log_p_first, log_p_second):
@@ -131,9 +133,13 @@ def exact_sum_log_probs(log_p_first, log_p_second):
   Returns:
     float [..., 19]: log-probabilities of the 19 sums, which sum to 1 after exp.
   """
-  second = jnp.take(log_p_second, np.clip(_SUM_OFFSETS, 0, input_pipeline.NUM_DIGITS - 1), axis=-1)
-  terms = log_p_first[..., :, None] + second  # [..., first digit a, sum s]
-  return jax.nn.logsumexp(terms, axis=-2, where=_SUM_POSSIBLE)
+  digits = input_pipeline.NUM_DIGITS
+  batch_widths = [(0, 0)] * (log_p_second.ndim - 1)
+  # shifted[..., a, s] = log p(b = s - a) where possible. Shifts by padding, not a
+  # gather: a gather's gradient is a scatter, slow on XLA:CPU inside the train loop.
+  shifted = jnp.stack([jnp.pad(log_p_second, batch_widths + [(a, digits - 1 - a)])
+                       for a in range(digits)], axis=-2)
+  return jax.nn.logsumexp(log_p_first[..., :, None] + shifted, axis=-2, where=_SUM_POSSIBLE)
 
 
 def number_log_probs(numbers):

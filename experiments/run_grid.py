@@ -5,12 +5,15 @@
 Cells: every combination of sum head ('mlp', 'exact'), held-out (digit, number) pairs
 (none, 10 drawn from the seed) and supervision ('both', 'sum_only', 'digit_only') on the
 image + number task, less held-out pairs with 'digit_only' (which never reads the
-numbers, so it trains the same network as without them), and the two-image MNIST-addition benchmark (sum-only supervision)
-with each head; each cell with --seeds seeds. Every run starts from configs/default.py
-with the cell's overrides (and --conv_layers, if given, to fit a time budget) and trains
-in OUTPUT_DIR/CELL/seed_S, so an interrupted grid resumes where it stopped. The table
-(mean ± sample standard deviation over the seeds of the last epoch's test metrics) goes
-to OUTPUT_DIR/table.md and stdout, every run's final record to OUTPUT_DIR/results.jsonl.
+numbers, so it trains the same network as without them); and the two-image
+MNIST-addition benchmark (sum-only supervision) with each head. Each cell runs --seeds
+seeds.
+
+Every run starts from configs/default.py with the cell's overrides (and --conv_layers,
+if given, to fit a time budget) and trains in OUTPUT_DIR/CELL/seed_S, so an interrupted
+grid resumes where it stopped. The table (mean ± sample standard deviation over the
+seeds of the last epoch's test metrics) goes to OUTPUT_DIR/table.md and stdout, every
+run's final record to OUTPUT_DIR/results.jsonl.
 """
 
 import itertools

@@ -5,6 +5,7 @@ import pytest
 from adder_jax import config_checks
 from adder_jax.errors import UserError
 from configs import default
+from configs import two_images
 
 
 def _config(**overrides):
@@ -39,3 +40,7 @@ def test_valid_configs_pass(overrides):
 def test_bad_task_options_are_user_errors(overrides, match):
   with pytest.raises(UserError, match=match):
     config_checks.validate(_config(**overrides), num_devices=1)
+
+
+def test_two_image_benchmark_config_is_valid():
+  config_checks.validate(two_images.get_config(), num_devices=1)
