@@ -17,6 +17,12 @@ import numpy as np
 from adder_jax.errors import UserError
 
 
+def requested(enabled=False, coordinator_address=None, num_processes=None, process_id=None):
+  """Whether these settings (those of `initialize`) ask for a multi-process run."""
+  return enabled or any(setting is not None
+                        for setting in (coordinator_address, num_processes, process_id))
+
+
 def initialize(enabled=False, coordinator_address=None, num_processes=None, process_id=None):
   """Calls `jax.distributed.initialize` if asked to; returns whether it did.
 
@@ -30,8 +36,7 @@ def initialize(enabled=False, coordinator_address=None, num_processes=None, proc
     process_id: this process's index, 0 .. num_processes - 1.
     Settings left None are detected from the cluster; passing any implies `enabled`.
   """
-  explicit = (coordinator_address, num_processes, process_id)
-  if not enabled and all(setting is None for setting in explicit):
+  if not requested(enabled, coordinator_address, num_processes, process_id):
     return False
   if num_processes is not None and process_id is not None and not 0 <= process_id < num_processes:
     raise UserError(f"--process_id={process_id} must be in 0..{num_processes - 1} "

@@ -15,6 +15,7 @@ from ml_collections import config_flags
 from adder_jax import cli
 from adder_jax import distributed
 from adder_jax import interrupts
+from adder_jax import sharding
 from adder_jax import train
 
 # The shell's convention for a process stopped by SIGINT (128 + 2).
@@ -42,6 +43,9 @@ def main(argv):
   cli.quiet_library_logs()
   try:
     with cli.exit_on_user_error():
+      if not distributed.requested(FLAGS.distributed, FLAGS.coordinator_address,
+                                   FLAGS.num_processes, FLAGS.process_id):
+        sharding.use_cpu_cores([FLAGS.config.batch_size, FLAGS.config.eval_batch_size])
       distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address,
                              FLAGS.num_processes, FLAGS.process_id)
       train.train_and_evaluate(FLAGS.config, FLAGS.workdir)

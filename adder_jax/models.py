@@ -44,15 +44,42 @@ def parse_conv_layers(spec):
   return layers
 
 
-def max_pool_2x2(x):
-  # A reshape and reduce: its gradient is cheaper on XLA:CPU than reduce_window's.
+def _pooling_windows(x):
+  """[b, h, w, c] -> [b, h // 2, 2, w // 2, 2, c]: the 2x2 windows (an odd last row or
+  column is dropped, as 'VALID' pooling drops it)."""
   b, h, w, c = x.shape
-  return x[:, : h // 2 * 2, : w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  return x[:, : h // 2 * 2, : w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c)
+
+
+@jax.custom_vjp
+def max_pool_2x2(x):
+  # A reshape and reduce instead of reduce_window, whose gradient (select-and-scatter)
+  # is slow on XLA:CPU.
+  return _pooling_windows(x).max(axis=(2, 4))
+
+
+def _max_pool_fwd(x):
+  pooled = max_pool_2x2(x)
+  return pooled, (x, pooled)
+
+
+def _max_pool_bwd(residuals, grad):
+  # The gradient goes to the maxima of each window, in one fused elementwise pass;
+  # autodiff of `max` would also count the maxima and split it among ties, a second
+  # pass over the full-size input for ties that float inputs almost never have.
+  x, pooled = residuals
+  windows = _pooling_windows(x)
+  grad_windows = jnp.where(windows == pooled[:, :, None, :, None], grad[:, :, None, :, None], 0)
+  b, h, w, c = x.shape
+  grad_x = grad_windows.astype(x.dtype).reshape(b, h // 2 * 2, w // 2 * 2, c)
+  return (jnp.pad(grad_x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))),)
+
+
+max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 def avg_pool_2x2(x):
-  b, h, w, c = x.shape
-  return x[:, : h // 2 * 2, : w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+  return _pooling_windows(x).mean(axis=(2, 4))
 
 
 class DigitNet(nn.Module):
@@ -63,23 +90,27 @@ class DigitNet(nn.Module):
   batch_norm: bool = False
   dropout_rate: float = 0.0
   dtype: str = "float32"
+  batch_shards: int = 1  # Devices the batch is split over; see `layers.conv3x3`.
 
   @nn.compact
   def __call__(self, images, train):
     x = images.astype(self.dtype)[..., None] / 255.0
     x = (x - MNIST_MEAN) / MNIST_STD
     spec = parse_conv_layers(self.conv_layers)
+    pools = {"max": max_pool_2x2, "avg": avg_pool_2x2}
     for i, layer in enumerate(spec):
       if layer[0] == "conv":
-        x = layers.Conv3x3(layer[1], layer[2], use_bias=not self.batch_norm, dtype=self.dtype)(x)
-        if spec[i + 1:i + 2] and spec[i + 1][0] == "pool":
-          # Pool first: ReLU commutes with pooling, and normalising and activating
-          # 4x fewer values is cheaper (these memory-bound passes dominate on CPU).
-          continue
+        # A pool right after a convolution runs inside it, before its bias, and before
+        # normalisation and ReLU, which commute with it: these memory-bound passes
+        # dominate on CPU, and on the pooled map they touch 4x fewer values.
+        next_pool = spec[i + 1][1] if spec[i + 1:i + 2] and spec[i + 1][0] == "pool" else None
+        x = layers.Conv3x3(layer[1], layer[2], use_bias=not self.batch_norm, dtype=self.dtype,
+                           batch_shards=self.batch_shards, pool=pools.get(next_pool))(x)
+      elif i > 0 and spec[i - 1][0] == "conv":
+        continue  # Pooled inside the convolution before it.
       else:
-        x = max_pool_2x2(x) if layer[1] == "max" else avg_pool_2x2(x)
-        if i == 0 or spec[i - 1][0] != "conv":
-          continue  # Its input was already normalised and activated.
+        x = pools[layer[1]](x)
+        continue  # Its input was already normalised and activated.
       x = self._normalize_and_activate(x, train)
     x = x.reshape(x.shape[0], -1)
     for features in self.dense_features:
@@ -158,6 +189,7 @@ class _AdderBase(nn.Module):
   batch_norm: bool = False
   dropout_rate: float = 0.0
   dtype: str = "float32"
+  batch_shards: int = 1
 
   def setup(self):
     self.digit_net = DigitNet(
@@ -166,6 +198,7 @@ class _AdderBase(nn.Module):
         batch_norm=self.batch_norm,
         dropout_rate=self.dropout_rate,
         dtype=self.dtype,
+        batch_shards=self.batch_shards,
     )
     if self.sum_head_type == "mlp":
       self.sum_head = SumHead(hidden_features=self.sum_hidden_features)
@@ -211,8 +244,12 @@ class TwoImageAdderNet(_AdderBase):
                          self.mlp_digit_input(second_digit_logits))
 
 
-def create_model(model_config, two_images=False):
-  """The network of `model_config`: `TwoImageAdderNet` if `two_images`, else `AdderNet`."""
+def create_model(model_config, two_images=False, batch_shards=1):
+  """The network of `model_config`: `TwoImageAdderNet` if `two_images`, else `AdderNet`.
+
+  `batch_shards`: the number of devices training splits each batch over (it changes
+  only how gradients are computed, never the parameters or the outputs).
+  """
   model_class = TwoImageAdderNet if two_images else AdderNet
   return model_class(
       conv_layers=model_config.conv_layers,
@@ -223,4 +260,5 @@ def create_model(model_config, two_images=False):
       batch_norm=model_config.batch_norm,
       dropout_rate=model_config.dropout_rate,
       dtype=model_config.dtype,
+      batch_shards=batch_shards,
   )

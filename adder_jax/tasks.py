@@ -36,8 +36,8 @@ class ImagePlusNumber:
     # None, or bool [10, 10]: the (digit, number) pairs training may show.
     self.allowed = input_pipeline.allowed_pairs(config.data.holdout_pairs, config.seed)
 
-  def create_model(self):
-    return models.create_model(self.config.model)
+  def create_model(self, batch_shards=1):
+    return models.create_model(self.config.model, batch_shards=batch_shards)
 
   def num_examples(self, num_images):
     """Training examples per epoch, from the number of training images."""
@@ -76,8 +76,9 @@ class TwoImages:
   def __init__(self, config):
     self.config = config
 
-  def create_model(self):
-    return models.create_model(self.config.model, two_images=True)
+  def create_model(self, batch_shards=1):
+    # Each pair's two images stay next to each other, on the pair's device.
+    return models.create_model(self.config.model, two_images=True, batch_shards=batch_shards)
 
   def num_examples(self, num_images):
     return num_images // 2

@@ -50,7 +50,7 @@ class Trainer:
       raise UserError(f"batch_size={config.batch_size} is larger than the training set "
                       f"({self.num_train} examples).")
     self.total_steps = self.steps_per_epoch * config.num_epochs
-    self.model = self.task.create_model()
+    self.model = self.task.create_model(batch_shards=self.mesh.size)
     self.loss_config = steps.supervised_loss_config(config.loss, config.supervision)
     self.tx, self.schedule = optimizers.create_optimizer(config.optimizer, self.total_steps)
     seed_key = jax.random.key(config.seed)

@@ -26,6 +26,7 @@ from ml_collections import config_flags
 from adder_jax import cli
 from adder_jax import config_checks
 from adder_jax import input_pipeline
+from adder_jax import sharding
 from adder_jax import train
 from adder_jax.errors import UserError
 
@@ -143,6 +144,7 @@ def main(argv):
   del argv
   cli.quiet_library_logs()
   config = FLAGS.config
+  sharding.use_cpu_cores([config.batch_size, config.eval_batch_size])
   with cli.exit_on_user_error():
     config_checks.validate(config, num_devices=jax.device_count())
     if FLAGS.peer and not config.data.manual_dir:

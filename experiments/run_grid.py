@@ -27,6 +27,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from adder_jax import sharding
 from adder_jax import train
 from adder_jax.errors import UserError
 from configs import default
@@ -121,6 +122,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)
+  configs = [make_config(overrides, 0) for _, overrides in grid_cells()]
+  sharding.use_cpu_cores([c.batch_size for c in configs] + [c.eval_batch_size for c in configs])
   output_dir = os.path.abspath(_OUTPUT_DIR.value)
   os.makedirs(output_dir, exist_ok=True)
   start = time.perf_counter()

@@ -50,7 +50,8 @@ def test_parse_conv_layers():
 
 
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
-def test_conv3x3_matches_xla_convolution_and_its_gradients(padding):
+@pytest.mark.parametrize("batch_shards", [1, 2, 3])
+def test_conv3x3_matches_xla_convolution_and_its_gradients(padding, batch_shards):
   x = jax.random.normal(jax.random.key(0), (4, 9, 7, 3))
   kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
 
@@ -59,11 +60,26 @@ def test_conv3x3_matches_xla_convolution_and_its_gradients(padding):
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
   y, reference_vjp = jax.vjp(reference, x, kernel)
-  y_fast, fast_vjp = jax.vjp(lambda x, k: layers.conv3x3(x, k, padding), x, kernel)
+  # 3 shards do not divide the batch of 4: the kernel gradient then loops over all images.
+  y_fast, fast_vjp = jax.vjp(lambda x, k: layers.conv3x3(x, k, padding, batch_shards), x, kernel)
   np.testing.assert_allclose(y_fast, y, rtol=1e-6)
   grad = jax.random.normal(jax.random.key(2), y.shape)
   for fast, ref in zip(fast_vjp(grad), reference_vjp(grad)):
     np.testing.assert_allclose(fast, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 6, 3), (2, 5, 7, 3)])
+def test_max_pool_matches_reduce_window_and_its_gradient(shape):
+  x = jax.random.normal(jax.random.key(0), shape)
+
+  def reference(x):
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+  y, reference_vjp = jax.vjp(reference, x)
+  y_fast, fast_vjp = jax.vjp(models.max_pool_2x2, x)
+  np.testing.assert_array_equal(y_fast, y)
+  grad = jax.random.normal(jax.random.key(1), y.shape)
+  np.testing.assert_array_equal(fast_vjp(grad)[0], reference_vjp(grad)[0])
 
 
 def _model(sum_head, two_images=False):
