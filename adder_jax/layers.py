@@ -2,7 +2,8 @@
 
 The training loop runs its steps inside `lax.scan`. There, XLA:CPU lowers the
 transposed convolutions that autodiff produces for a convolution's gradients to a slow
-generic loop, 20-60x slower than the forward convolution. `conv3x3` writes the gradients
+generic loop (for the kernel gradient of a 28x28 layer, over 100x slower than the
+forward convolution on a 2-core CPU). `conv3x3` writes the gradients
 as operations that XLA:CPU runs fast: the input gradient as a forward convolution with
 the flipped kernel, and the kernel gradient as a sum over images of one matrix product
 each, of the image's 3x3 patches with its output gradient. One image at a time keeps the

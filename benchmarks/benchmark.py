@@ -174,9 +174,9 @@ def _print_table(results):
           ("time to target (s)", show(results["time_to_target_s"] and round(results["time_to_target_s"], 1)),
            show(results.get("peer_time_to_target_s")) if "peer_target" in results else None),
           ("target (test sum acc %)", results["target"], results.get("peer_target")),
-          ("final test digit acc %", results["final"]["test_digit_accuracy"],
+          ("final test digit acc %", round(results["final"]["test_digit_accuracy"], 2),
            results["peer_epochs"][-1]["digit_acc"] if "peer_epochs" in results else None),
-          ("final test sum acc %", results["final"]["test_sum_accuracy"],
+          ("final test sum acc %", round(results["final"]["test_sum_accuracy"], 2),
            results["peer_epochs"][-1]["sum_acc"] if "peer_epochs" in results else None)]
   print(f"\n{'':26s}{'adder_jax':>14s}{'peer':>14s}")
   for name, ours, peer in rows:
