@@ -88,12 +88,7 @@ def make_config(overrides, seed):
   config.data.manual_dir = _MANUAL_DIR.value
   if _CONV_LAYERS.value:
     config.model.conv_layers = _CONV_LAYERS.value
-  for path, value in overrides.items():
-    *parents, leaf = path.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 

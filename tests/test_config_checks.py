@@ -10,12 +10,9 @@ from configs import two_images
 
 def _config(**overrides):
   config = default.get_config()
-  for name, value in overrides.items():
-    node = config
-    *path, last = name.split("__")
-    for key in path:
-      node = node[key]
-    node[last] = value
+  # Keyword names spell the config's dots as '__'.
+  config.update_from_flattened_dict({name.replace("__", "."): value
+                                     for name, value in overrides.items()})
   return config
 
 
