@@ -49,11 +49,14 @@ def test_parse_conv_layers():
     models.parse_conv_layers("0")
 
 
+# The kernel gradient loops over tiles of images: for these shapes one tile of all the
+# images, tiles of 4 small images, and one large image at a time.
+@pytest.mark.parametrize("shape", [(4, 9, 7, 3), (16, 9, 7, 3), (4, 23, 22, 2)])
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 @pytest.mark.parametrize("batch_shards", [1, 2, 3])
-def test_conv3x3_matches_xla_convolution_and_its_gradients(padding, batch_shards):
-  x = jax.random.normal(jax.random.key(0), (4, 9, 7, 3))
-  kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
+def test_conv3x3_matches_xla_convolution_and_its_gradients(shape, padding, batch_shards):
+  x = jax.random.normal(jax.random.key(0), shape)
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, shape[-1], 5))
 
   def reference(x, kernel):
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
