@@ -66,13 +66,20 @@ def _max_pool_fwd(x):
 def _max_pool_bwd(residuals, grad):
   # The gradient goes to the maxima of each window, in one fused elementwise pass;
   # autodiff of `max` would also count the maxima and split it among ties, a second
-  # pass over the full-size input for ties that float inputs almost never have.
+  # pass over the full-size input for ties that float inputs almost never have. It is
+  # computed in the input's shape: computed in the windows' shape, XLA:CPU wrote it
+  # once per consumer (the convolution's two gradients), each a reshaped copy.
   x, pooled = residuals
-  windows = _pooling_windows(x)
-  grad_windows = jnp.where(windows == pooled[:, :, None, :, None], grad[:, :, None, :, None], 0)
-  b, h, w, c = x.shape
-  grad_x = grad_windows.astype(x.dtype).reshape(b, h // 2 * 2, w // 2 * 2, c)
-  return (jnp.pad(grad_x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))),)
+  return (jnp.where(x == _unpool(pooled, x.shape), _unpool(grad, x.shape), 0).astype(x.dtype),)
+
+
+def _unpool(pooled, shape):
+  """[b, h // 2, w // 2, c] -> [b, h, w, c]: each value over its 2x2 window, and NaN on
+  an odd last row or column, which no window covers."""
+  b, h, w, c = shape
+  windows = jnp.broadcast_to(pooled[:, :, None, :, None], (b, h // 2, 2, w // 2, 2, c))
+  return jnp.pad(windows.reshape(b, h // 2 * 2, w // 2 * 2, c),
+                 ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=jnp.nan)
 
 
 max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
