@@ -74,7 +74,10 @@ def supervised_loss_config(loss_config, supervision):
 def loss_and_metrics(params, state, batch, dropout_rng, model, loss_config):
   """Weighted sum of the digit and sum cross-entropies, averaged over the batch.
 
-  The metrics count correct digits and sums, and how many of each the batch holds.
+  The metrics mark each example's digit and sum right (1) or wrong (0), and count the
+  batch's digits and sums; `train_chunk` adds them up. Per example, not summed here: a
+  sum over the sharded batch would make the devices meet in the middle of every step,
+  while the chunk's sums meet once per chunk.
   """
   variables = {"params": params}
   mutable = []
@@ -88,8 +91,8 @@ def loss_and_metrics(params, state, batch, dropout_rng, model, loss_config):
   loss = loss_config.digit_weight * digit_loss + loss_config.sum_weight * sum_loss
   metrics = {
       "loss": loss,
-      "digit_correct": jnp.sum(jnp.argmax(digit_logits, -1) == batch["label"]),
-      "sum_correct": jnp.sum(jnp.argmax(sum_logits, -1) == batch["sum"]),
+      "digit_correct": (jnp.argmax(digit_logits, -1) == batch["label"]).astype(jnp.int32),
+      "sum_correct": (jnp.argmax(sum_logits, -1) == batch["sum"]).astype(jnp.int32),
       "digits": jnp.int32(batch["label"].size),
       "sums": jnp.int32(batch["sum"].size),
   }

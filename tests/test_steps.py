@@ -68,7 +68,8 @@ def test_train_step_moves_every_parameter_and_counts_the_step():
   assert int(after.step) == 1
   for old, new in zip(jax.tree.leaves(before.params), jax.tree.leaves(after.params)):
     assert not np.allclose(old, new)
-  assert 0 <= int(metrics["digit_correct"]) <= 8
+  assert metrics["digit_correct"].shape == (8,)
+  assert 0 <= int(metrics["digit_correct"].sum()) <= 8
 
 
 def test_training_on_one_batch_lowers_the_loss():
