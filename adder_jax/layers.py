@@ -92,7 +92,8 @@ def _kernel_gradient(x, grad, padding, batch_shards):
 
 def _tile_size(images, pixels):
   """Images per loop iteration: one for large maps, so its patches stay in cache; more for
-  small maps, whose one-image products are too small to run fast. Divides `images`."""
+  small maps, whose one-image products are too small to run fast. Divides `images`.
+  (Up to 400 pixels a tile: the fastest of the sizes tried on 14x14, 5x5 and 3x3 maps.)"""
   tile = 1
   while images % (2 * tile) == 0 and 2 * tile * pixels <= 400:
     tile *= 2
