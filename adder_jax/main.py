@@ -43,6 +43,7 @@ def main(argv):
   cli.quiet_library_logs()
   try:
     with cli.exit_on_user_error():
+      sharding.keep_cpu_sums_deterministic()
       if not distributed.requested(FLAGS.distributed, FLAGS.coordinator_address,
                                    FLAGS.num_processes, FLAGS.process_id):
         sharding.use_cpu_cores([FLAGS.config.batch_size, FLAGS.config.eval_batch_size])

@@ -23,9 +23,8 @@ def use_cpu_cores(batch_sizes):
   share of the batch. The count is the largest, up to the number of cores, that divides
   every batch size. No effect on the accelerators a GPU or TPU machine trains on. Must
   run before JAX starts its backends; a count already set through JAX_NUM_CPU_DEVICES
-  or XLA_FLAGS stays. It also keeps XLA:CPU's sums deterministic (see below).
+  or XLA_FLAGS stays.
   """
-  _keep_cpu_sums_deterministic()
   if ("JAX_NUM_CPU_DEVICES" in os.environ
       or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")):
     return
@@ -41,9 +40,13 @@ def use_cpu_cores(batch_sizes):
 DETERMINISTIC_CPU_SUMS_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-reduce"
 
 
-def _keep_cpu_sums_deterministic():
-  # jaxlib 0.10 has this experimental flag; XLA aborts on a flag it does not know, so
-  # other versions are left as they are. Must run before JAX starts its backends.
+def keep_cpu_sums_deterministic():
+  """Keeps XLA:CPU's sums out of YNN (see above), whatever the device count or process
+  count. Must run before JAX starts its backends.
+
+  jaxlib 0.10 has this experimental flag; XLA aborts on a flag it does not know, so other
+  versions are left as they are.
+  """
   import jaxlib  # pylint: disable=g-import-not-at-top
   flags = os.environ.get("XLA_FLAGS", "")
   if jaxlib.__version__.startswith("0.10.") and "ynn_fusion_type" not in flags:

@@ -144,6 +144,7 @@ def main(argv):
   del argv
   cli.quiet_library_logs()
   config = FLAGS.config
+  sharding.keep_cpu_sums_deterministic()
   sharding.use_cpu_cores([config.batch_size, config.eval_batch_size])
   with cli.exit_on_user_error():
     config_checks.validate(config, num_devices=jax.device_count())

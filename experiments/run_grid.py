@@ -118,6 +118,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)
   configs = [make_config(overrides, 0) for _, overrides in grid_cells()]
+  sharding.keep_cpu_sums_deterministic()
   sharding.use_cpu_cores([c.batch_size for c in configs] + [c.eval_batch_size for c in configs])
   output_dir = os.path.abspath(_OUTPUT_DIR.value)
   os.makedirs(output_dir, exist_ok=True)
