@@ -11,7 +11,8 @@ maps) at a time keeps the patches in cache; building them for the whole batch at
 and multiplying once took twice as long. The patches are built channels-first, so the
 product contracts their last axis: XLA:CPU runs that layout on its fast matmul, and the
 other one on a generic one at half the speed. The forward pass is the plain XLA
-convolution, and the results equal autodiff's up to float rounding.
+convolution, and the results equal autodiff's up to float rounding. `add_bias` adds the
+convolution's bias so that its gradient, too, is a sum XLA:CPU runs fast.
 """
 
 import functools
@@ -124,5 +125,17 @@ class Conv3x3(nn.Module):
     if self.pool is not None:
       y = self.pool(y)
     if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
+      y = add_bias(y, self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32))
     return y
+
+
+def add_bias(y, bias):
+  """`y + bias` for an NHWC map `y` and a bias [c], added to the rows [b * h, w * c].
+
+  The bias gradient is then a sum of those rows, and a sum over [w, c]: XLA:CPU runs
+  these about 6x faster than the one reduction over (b, h, w) that autodiff of
+  `y + bias` gives, which it splits into strided partial sums. That reduction took 4%
+  of the reference network's training step.
+  """
+  b, h, w, c = y.shape
+  return (y.reshape(b * h, w * c) + jnp.tile(bias.astype(y.dtype), w)).reshape(y.shape)

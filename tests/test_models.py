@@ -71,6 +71,17 @@ def test_conv3x3_matches_xla_convolution_and_its_gradients(shape, padding, batch
     np.testing.assert_allclose(fast, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_add_bias_matches_broadcast_add_and_its_gradients():
+  y = jax.random.normal(jax.random.key(0), (3, 5, 4, 6))
+  bias = jax.random.normal(jax.random.key(1), (6,))
+  expected, reference_vjp = jax.vjp(lambda y, b: y + b, y, bias)
+  result, fast_vjp = jax.vjp(layers.add_bias, y, bias)
+  np.testing.assert_array_equal(result, expected)
+  grad = jax.random.normal(jax.random.key(2), y.shape)
+  for fast, ref in zip(fast_vjp(grad), reference_vjp(grad)):
+    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("shape", [(2, 4, 6, 3), (2, 5, 7, 3)])
 def test_max_pool_matches_reduce_window_and_its_gradient(shape):
   x = jax.random.normal(jax.random.key(0), shape)
