@@ -4,7 +4,9 @@ Time-to-target is the training wall time from the first step until the test sum
 accuracy (fixed pairing) first reaches --target, evaluating --evals_per_epoch times per
 epoch; compile and evaluation time are measured and reported separately. With --peer it
 also runs the PyTorch reference on the same MNIST files in the same invocation (after
-adder_jax, never at the same time) and prints both side by side with the ratios.
+adder_jax, never at the same time) and prints both side by side with the ratios. With
+--repeats N it runs both N times, alternating, and reports the medians: the peer's speed
+varies from run to run by more than 10% on a small CPU.
 
   python benchmarks/benchmark.py --config configs/fast.py \
       --config.data.manual_dir=../shared/mnist --peer ../shared/peer/torch_reference.py \
@@ -12,6 +14,7 @@ adder_jax, never at the same time) and prints both side by side with the ratios.
 """
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -42,6 +45,8 @@ flags.DEFINE_integer("peer_epochs", 5, "Epochs the peer trains.")
 flags.DEFINE_integer("peer_steps", 0, "If > 0, the peer stops each epoch after this many steps "
                      "(a throughput-only comparison).")
 flags.DEFINE_integer("peer_threads", 2, "torch.set_num_threads for the peer.")
+flags.DEFINE_integer("repeats", 1, "Runs of each side, alternating (adder_jax, peer, adder_jax, "
+                     "...); the results are the medians of the runs, which are kept under 'runs'.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -129,6 +134,27 @@ def benchmark_peer(peer, mnist_dir, target, epochs, steps, threads):
   }
 
 
+# The measurements that vary from run to run; the rest (targets, accuracies, which are
+# the same in every adder_jax run) come from the first run.
+TIMINGS = ("time_to_target_s", "epochs_to_target", "compile_s", "images_per_second",
+           "train_seconds", "peer_time_to_target_s", "peer_epochs_to_target",
+           "peer_images_per_second")
+
+
+def median_of_runs(runs):
+  """The first run's results with each of TIMINGS replaced by its median over `runs`, and
+  every run's TIMINGS under 'runs'. A target not reached (None) counts as the slowest time."""
+  results = dict(runs[0])
+  for key in TIMINGS:
+    if key in results:
+      values = sorted((run[key] for run in runs), key=lambda v: math.inf if v is None else v)
+      middle = values[(len(values) - 1) // 2:len(values) // 2 + 1]
+      results[key] = None if None in middle else round(sum(middle) / len(middle), 3)
+  if len(runs) > 1:
+    results["runs"] = [{key: run[key] for key in TIMINGS if key in run} for run in runs]
+  return results
+
+
 def _ratio(numerator, denominator):
   return round(numerator / denominator, 2) if numerator and denominator else None
 
@@ -150,12 +176,18 @@ def main(argv):
     config_checks.validate(config, num_devices=jax.device_count())
     if FLAGS.peer and not config.data.manual_dir:
       raise UserError("--peer needs --config.data.manual_dir=DIR (the IDX files both read).")
-    results = {"machine": machine(), "config": json.loads(config.to_json())}
-    results.update(benchmark_adder_jax(config, FLAGS.target, FLAGS.evals_per_epoch,
-                                       FLAGS.stop_at_target))
+    if FLAGS.repeats < 1:
+      raise UserError(f"--repeats must be at least 1, not {FLAGS.repeats}.")
+    runs = []
+    for _ in range(FLAGS.repeats):
+      run = benchmark_adder_jax(config, FLAGS.target, FLAGS.evals_per_epoch, FLAGS.stop_at_target)
+      if FLAGS.peer:
+        run.update(benchmark_peer(FLAGS.peer, config.data.manual_dir, FLAGS.peer_target,
+                                  FLAGS.peer_epochs, FLAGS.peer_steps, FLAGS.peer_threads))
+      runs.append(run)
+    results = {"machine": machine(), "config": json.loads(config.to_json()),
+               **median_of_runs(runs)}
     if FLAGS.peer:
-      results.update(benchmark_peer(FLAGS.peer, config.data.manual_dir, FLAGS.peer_target,
-                                    FLAGS.peer_epochs, FLAGS.peer_steps, FLAGS.peer_threads))
       results["speedup_time_to_target"] = _ratio(results["peer_time_to_target_s"],
                                                  results["time_to_target_s"])
       results["speedup_images_per_second"] = _ratio(results["images_per_second"],
@@ -182,6 +214,13 @@ def _print_table(results):
   print(f"\n{'':26s}{'adder_jax':>14s}{'peer':>14s}")
   for name, ours, peer in rows:
     print(f"{name:26s}{str(ours):>14s}{'' if peer is None else str(peer):>14s}")
+  for i, run in enumerate(results.get("runs", [])):
+    print(f"run {i + 1}: images/s {run['images_per_second']}"
+          + (f" vs the peer's {run['peer_images_per_second']}" if "peer_images_per_second" in run else "")
+          + f", time to target {show(run['time_to_target_s'])}"
+          + (f" vs {show(run['peer_time_to_target_s'])}" if "peer_time_to_target_s" in run else ""))
+  if "runs" in results:
+    print(f"(the table's times are the medians of {len(results['runs'])} runs)")
   for key in ("speedup_images_per_second", "speedup_time_to_target"):
     if key in results:
       print(f"{key}: {results[key]}")

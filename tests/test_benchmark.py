@@ -1,0 +1,31 @@
+"""The benchmark script's summary of repeated runs."""
+
+from benchmarks import benchmark
+
+
+def test_median_of_runs_takes_each_timing_median_and_keeps_every_run():
+  runs = [{"images_per_second": 900.0, "time_to_target_s": 30.0, "peer_images_per_second": 800.0,
+           "final": {"test_sum_accuracy": 99.3}},
+          {"images_per_second": 1000.0, "time_to_target_s": None, "peer_images_per_second": 700.0,
+           "final": {"test_sum_accuracy": 99.3}},
+          {"images_per_second": 950.0, "time_to_target_s": 20.0, "peer_images_per_second": 850.0,
+           "final": {"test_sum_accuracy": 99.3}}]
+  results = benchmark.median_of_runs(runs)
+  assert results["images_per_second"] == 950.0
+  assert results["peer_images_per_second"] == 800.0
+  assert results["time_to_target_s"] == 30.0  # The run that never reached it is the slowest.
+  assert results["final"] == {"test_sum_accuracy": 99.3}
+  assert [run["images_per_second"] for run in results["runs"]] == [900.0, 1000.0, 950.0]
+
+
+def test_median_of_two_runs_is_their_mean_and_none_when_one_missed_the_target():
+  runs = [{"images_per_second": 900.0, "time_to_target_s": 25.0},
+          {"images_per_second": 1000.0, "time_to_target_s": None}]
+  results = benchmark.median_of_runs(runs)
+  assert results["images_per_second"] == 950.0
+  assert results["time_to_target_s"] is None
+
+
+def test_one_run_is_its_own_result():
+  run = {"images_per_second": 900.0, "time_to_target_s": 12.5}
+  assert benchmark.median_of_runs([run]) == run
