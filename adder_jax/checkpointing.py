@@ -29,12 +29,14 @@ class Checkpointer:
   def save(self, state):
     self._manager.save(int(jax.device_get(state.step)), args=ocp.args.StandardSave(state), force=True)
 
-  def restore(self, abstract_state, step=None):
-    """Restores `step` (default: the latest) into the structure, shapes and shardings of
-    `abstract_state`; None when there is no checkpoint."""
+  def restore(self, abstract_state, sharding, step=None):
+    """Restores `step` (default: the latest) into the structure, shapes and dtypes of
+    `abstract_state` (`steps.abstract_state`), every array placed with `sharding`; None
+    when there is no checkpoint."""
     step = self.latest_step() if step is None else step
     if step is None:
       return None
+    abstract_state = restore_target(abstract_state, sharding)
     # Checked up front: a restore that fails on a shape leaves orbax's reads of the
     # other arrays running, and they print tracebacks when the process exits.
     mismatch = _first_mismatch(_shapes(abstract_state), _shapes(self._manager.item_metadata(step)))
@@ -53,6 +55,12 @@ class Checkpointer:
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def restore_target(abstract_state, sharding):
+  """`abstract_state` with every array's `sharding`: what a checkpoint restores into."""
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
+                      abstract_state)
 
 
 def _shapes(tree):

@@ -2,7 +2,7 @@
 
 import math
 
-from adder_jax import input_pipeline, models, optimizers, steps, tasks
+from adder_jax import input_pipeline, kernels, models, optimizers, steps, tasks
 from adder_jax.errors import UserError
 
 
@@ -17,42 +17,35 @@ def _one_of(value, name, choices):
     raise UserError(f"config.{name} {value!r} is unknown; choose one of {', '.join(choices)}.")
 
 
-def validate(config, num_devices):
-  """Raises UserError for the first bad value; batches must split evenly over devices."""
+def _fraction(value, name):
+  """In [0, 1)."""
+  if not 0.0 <= value < 1.0:
+    raise UserError(f"config.{name} must be in [0, 1), got {value!r}.")
+
+
+def validate(config):
+  """Raises UserError for the first bad value. Needs no JAX device."""
   _positive(config.num_epochs, "num_epochs", int)
-  for name in ("batch_size", "eval_batch_size"):
+  for name in ("batch_size", "eval_batch_size", "steps_per_chunk"):
     _positive(config[name], name, int)
-    if config[name] % num_devices:
-      raise UserError(f"config.{name}={config[name]} does not divide by the {num_devices} "
-                      f"devices; choose a multiple of {num_devices}.")
-  _positive(config.steps_per_chunk, "steps_per_chunk", int)
+  _one_of(config.task, "task", tuple(tasks.TASKS))
+  _one_of(config.supervision, "supervision", steps.SUPERVISIONS)
+  _one_of(config.gradient_kernels, "gradient_kernels", kernels.GRADIENT_KERNELS)
   _positive(config.optimizer.learning_rate, "optimizer.learning_rate")
-  if config.optimizer.name not in optimizers.OPTIMIZERS:
-    raise UserError(f"config.optimizer.name {config.optimizer.name!r} is unknown; "
-                    f"choose one of {', '.join(optimizers.OPTIMIZERS)}.")
-  if config.optimizer.schedule not in optimizers.SCHEDULES:
-    raise UserError(f"config.optimizer.schedule {config.optimizer.schedule!r} is unknown; "
-                    f"choose one of {', '.join(optimizers.SCHEDULES)}.")
-  if not 0.0 <= config.optimizer.warmup_fraction < 1.0:
-    raise UserError("config.optimizer.warmup_fraction must be in [0, 1), "
-                    f"got {config.optimizer.warmup_fraction!r}.")
-  if not 0.0 <= config.model.dropout_rate < 1.0:
-    raise UserError(f"config.model.dropout_rate must be in [0, 1), got {config.model.dropout_rate!r}.")
+  _one_of(config.optimizer.name, "optimizer.name", optimizers.OPTIMIZERS)
+  _one_of(config.optimizer.schedule, "optimizer.schedule", optimizers.SCHEDULES)
+  _fraction(config.optimizer.warmup_fraction, "optimizer.warmup_fraction")
+  _fraction(config.model.dropout_rate, "model.dropout_rate")
   try:
     models.parse_conv_layers(config.model.conv_layers)
   except ValueError as e:
     raise UserError(f"config.model.conv_layers: {e}.") from e
-  if config.model.sum_head_input not in ("probabilities", "logits"):
-    raise UserError("config.model.sum_head_input must be 'probabilities' or 'logits', "
-                    f"got {config.model.sum_head_input!r}.")
-  if config.model.dtype not in ("float32", "bfloat16"):
-    raise UserError(f"config.model.dtype must be 'float32' or 'bfloat16', got {config.model.dtype!r}.")
+  _one_of(config.model.sum_head, "model.sum_head", models.SUM_HEADS)
+  _one_of(config.model.sum_head_input, "model.sum_head_input", models.SUM_HEAD_INPUTS)
+  _one_of(config.model.dtype, "model.dtype", models.DTYPES)
   for name in ("digit_weight", "sum_weight"):
     if config.loss[name] < 0:
       raise UserError(f"config.loss.{name} must be >= 0, got {config.loss[name]!r}.")
-  _one_of(config.task, "task", tuple(tasks.TASKS))
-  _one_of(config.supervision, "supervision", steps.SUPERVISIONS)
-  _one_of(config.model.sum_head, "model.sum_head", models.SUM_HEADS)
   supervised = {"sum_only": "sum_weight", "digit_only": "digit_weight"}.get(config.supervision)
   if supervised and config.loss[supervised] <= 0:
     raise UserError(f"config.supervision={config.supervision!r} trains on config.loss."
@@ -69,3 +62,12 @@ def validate(config, num_devices):
     raise UserError("config.loss.label_smoothing must be 0 with config.model.sum_head='exact': "
                     "that head gives the sums a number cannot reach probability 0, so smoothed "
                     "targets on them make the loss huge.")
+
+
+def check_batches_split(config, num_devices, names=("batch_size", "eval_batch_size")):
+  """Raises UserError unless each of the config's batch sizes `names` splits evenly over
+  `num_devices` devices."""
+  for name in names:
+    if config[name] % num_devices:
+      raise UserError(f"config.{name}={config[name]} does not divide by the {num_devices} "
+                      f"devices; choose a multiple of {num_devices}.")

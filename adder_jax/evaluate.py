@@ -4,20 +4,24 @@
 
 writes DIR/evaluation.json (accuracies, sum accuracy per (digit, number) pair, digit
 confusion matrix, worst mistakes) and the plots of evaluation_report.py, and prints a
-summary. In Python, use `evaluate_workdir`.
+summary. It reads the test split alone. In Python, use `evaluate_workdir`.
 """
 
 import os
 
 from absl import app
 from absl import flags
+import jax
 
 from adder_jax import cli
+from adder_jax import config_checks
+from adder_jax import evaluation
 from adder_jax import evaluation_report
 from adder_jax import inference
 from adder_jax import input_pipeline
+from adder_jax import runtime
 from adder_jax import sharding
-from adder_jax import train
+from adder_jax import tasks
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -28,21 +32,30 @@ def define_flags(flag_values=flags.FLAGS):
   flags.mark_flag_as_required("workdir", flag_values=flag_values)
 
 
+def read_config(workdir):
+  """The checked config of the image + number run in `workdir`, which has a checkpoint."""
+  inference.check_has_checkpoint(workdir)
+  config = inference.load_config(workdir)
+  inference.check_image_plus_number(config, workdir)
+  return config
+
+
 def evaluate_workdir(workdir, data_dir=None):
   """Evaluates the latest checkpoint in `workdir`; returns evaluation_report's report."""
   workdir = os.path.abspath(workdir)
-  # The checkpoint is read before MNIST, so that a missing or unfitting one fails fast.
-  inference.check_has_checkpoint(workdir)
-  config = inference.load_config(workdir)
+  config = read_config(workdir)
   if data_dir:
     config.data.data_dir = data_dir
   mesh = sharding.create_mesh()
-  inference.check_image_plus_number(config, workdir)
-  state = inference.restore_latest(workdir, config, mesh)
-  data = input_pipeline.load(config.data)
-  trainer = train.Trainer(config, data, mesh)
-  return evaluation_report.write(workdir, trainer, state, data["test"].images,
-                                 trainer.predictions(state))
+  config_checks.check_batches_split(config, mesh.size, names=("eval_batch_size",))
+  task = tasks.create_task(config)
+  # The checkpoint is read before MNIST, so that an unfitting one fails fast.
+  state = inference.restore_latest(workdir, task, mesh)
+  test_split = input_pipeline.load(config.data, splits=("test",))["test"]
+  predictions = evaluation.TestPredictor(task, task.create_model(), test_split, mesh)(
+      state.params, state.batch_stats)
+  return evaluation_report.write(workdir, int(jax.device_get(state.step)), task, test_split,
+                                 predictions)
 
 
 def main(argv, flag_values=flags.FLAGS):
@@ -50,7 +63,9 @@ def main(argv, flag_values=flags.FLAGS):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   cli.quiet_library_logs()
   with cli.exit_on_user_error():
-    report = evaluate_workdir(flag_values.workdir, flag_values.data_dir)
+    workdir = os.path.abspath(flag_values.workdir)
+    runtime.setup([read_config(workdir).eval_batch_size])
+    report = evaluate_workdir(workdir, flag_values.data_dir)
   print(evaluation_report.summary(report))
 
 

@@ -1,10 +1,101 @@
-"""Test-set metrics from the outputs of `steps.predict`, computed on the host: the
-accuracies and loss logged every epoch, and the tables and mistakes of a full evaluation."""
+"""The model on the test set: its forward pass over every test example (`predict`,
+`predict_two_images`, pure functions to compile), and, on the host, the accuracies and
+loss logged every epoch and the tables and mistakes of a full evaluation."""
+
+import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from adder_jax import sharding
 from adder_jax import steps
+from adder_jax.constants import NUM_DIGITS
+
+
+def predict(params, batch_stats, images, numbers, *, model, batch_size, batch_sharding):
+  """Logits for every test image, with its fixed number and with all ten numbers.
+
+  Args:
+    images: uint8 [N, 28, 28] with N a multiple of batch_size (pad first).
+    numbers: int32 [N], the fixed pairing.
+
+  Returns:
+    dict of digit_logits [N, 10], sum_logits [N, 19] for the fixed pairing, and
+    all_sums [N, 10] the predicted sum for each image with each number 0-9.
+  """
+  variables = {"params": params}
+  if batch_stats:
+    variables["batch_stats"] = batch_stats
+  every_number = jnp.arange(NUM_DIGITS, dtype=jnp.int32)
+
+  def one_batch(_, batch):
+    batch_images, batch_numbers = batch
+    batch_images = jax.lax.with_sharding_constraint(batch_images, batch_sharding)
+    digit_logits = model.apply(variables, batch_images, method=model.digit_logits)
+    sum_logits = model.apply(variables, digit_logits, batch_numbers, method=model.sum_logits)
+    all_sum_logits = jax.vmap(
+        lambda n: model.apply(variables, digit_logits, jnp.full_like(batch_numbers, n),
+                              method=model.sum_logits),
+        out_axes=1)(every_number)
+    out = {"digit_logits": digit_logits, "sum_logits": sum_logits,
+           "all_sums": jnp.argmax(all_sum_logits, -1).astype(jnp.int32)}
+    return None, out
+
+  n = images.shape[0]
+  batches = (images.reshape(n // batch_size, batch_size, *images.shape[1:]),
+             numbers.reshape(n // batch_size, batch_size))
+  _, out = jax.lax.scan(one_batch, None, batches)
+  return jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)
+
+
+def predict_two_images(params, batch_stats, images, pairs, *, model, batch_size, batch_sharding):
+  """Logits for every test image and for the sum of every fixed test pair.
+
+  Args:
+    images: uint8 [N, 28, 28] with N a multiple of batch_size (pad first).
+    pairs: int32 [P, 2] indices into the (unpadded) images, from
+      `input_pipeline.test_image_pairs`.
+
+  Returns:
+    dict of digit_logits [N, 10] and sum_logits [P, 19].
+  """
+  variables = {"params": params}
+  if batch_stats:
+    variables["batch_stats"] = batch_stats
+
+  def one_batch(_, batch_images):
+    batch_images = jax.lax.with_sharding_constraint(batch_images, batch_sharding)
+    return None, model.apply(variables, batch_images, method=model.digit_logits)
+
+  n = images.shape[0]
+  _, digit_logits = jax.lax.scan(
+      one_batch, None, images.reshape(n // batch_size, batch_size, *images.shape[1:]))
+  digit_logits = digit_logits.reshape(n, -1)
+  sum_logits = model.apply(variables, digit_logits[pairs[:, 0]], digit_logits[pairs[:, 1]],
+                           method=model.sum_logits)
+  return {"digit_logits": digit_logits, "sum_logits": sum_logits}
+
+
+class TestPredictor:
+  """A task's `predict` on a test split: compiled once, the split resident on the devices."""
+
+  def __init__(self, task, model, test_split, mesh):
+    self._predict = jax.jit(
+        functools.partial(task.predict, model=model, batch_size=task.config.eval_batch_size,
+                          batch_sharding=sharding.batch_sharded(mesh)),
+        out_shardings=sharding.replicated(mesh))
+    self._inputs = sharding.put_replicated(task.test_inputs(test_split), mesh)
+
+  def compile(self, params, batch_stats):
+    """Compiles ahead of time, for abstract (or real) parameters and statistics."""
+    self._predict.lower(params, batch_stats, *self._inputs).compile()
+
+  def __call__(self, params, batch_stats):
+    """The predictions as numpy arrays, padding included (the task's `test_metrics`
+    drops it)."""
+    predictions = jax.device_get(self._predict(params, batch_stats, *self._inputs))
+    return {k: np.asarray(v) for k, v in predictions.items()}
 
 
 def _percent(correct):
@@ -23,7 +114,7 @@ def test_metrics(predictions, labels, numbers, loss_config, allowed=None):
   """Accuracies in percent and the weighted test loss.
 
   Args:
-    predictions: numpy outputs of `steps.predict`, padding already removed.
+    predictions: numpy outputs of `predict`, padding already removed.
     labels, numbers: int arrays [N], the digits and their fixed numbers.
     allowed: None, or bool [10, 10] of the (digit, number) pairs shown in training
       (`input_pipeline.allowed_pairs`); then the sum accuracies are also reported on
@@ -57,7 +148,7 @@ def two_image_test_metrics(predictions, labels, pairs, loss_config):
   """Accuracies in percent and the weighted test loss of the two-image task.
 
   Args:
-    predictions: numpy outputs of `steps.predict_two_images`, padding already removed.
+    predictions: numpy outputs of `predict_two_images`, padding already removed.
     labels: int array [N], the digit of every test image.
     pairs: int array [P, 2], the fixed test pairs (`input_pipeline.test_image_pairs`).
 

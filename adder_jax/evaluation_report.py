@@ -9,7 +9,6 @@ of the learning curves sit beside it. Training writes them when it ends, and
 import json
 import os
 
-import jax
 import numpy as np
 
 from adder_jax import evaluation
@@ -27,21 +26,21 @@ PLOT_FILES = {
 NUM_MISTAKES_SHOWN = 24
 
 
-def write(workdir, trainer, state, test_images, predictions):
-  """Writes evaluation.json and the plots for `state` on the test set.
+def write(workdir, step, task, test_split, predictions):
+  """Writes evaluation.json and the plots of a model at `step` on the test set.
 
   Args:
     workdir: the run's directory (its metrics.jsonl gives the learning curves).
-    trainer: the `train.Trainer` of the run's config.
-    state: the TrainState to evaluate.
-    test_images: uint8 [N, 28, 28], the test images, for the picture of the mistakes.
-    predictions: `trainer.predictions(state)` (the image + number task's).
+    step: the training step of the evaluated parameters.
+    task: the run's image + number task (`tasks.ImagePlusNumber`).
+    test_split: the test `input_pipeline.Split`.
+    predictions: the task's predictions on `test_split` (`evaluation.TestPredictor`).
 
   Returns:
     The report written to evaluation.json.
   """
-  metrics = trainer.test_metrics(predictions)
-  labels = trainer.test_split.labels
+  metrics = task.test_metrics(predictions, test_split)
+  labels = test_split.labels
   numbers = input_pipeline.test_numbers(len(labels))
   predictions = {k: v[:len(labels)] for k, v in predictions.items()}  # Drop the padding.
   mistakes = evaluation.worst_mistakes(predictions, labels, numbers, NUM_MISTAKES_SHOWN)
@@ -49,7 +48,7 @@ def write(workdir, trainer, state, test_images, predictions):
   confusion = evaluation.confusion_matrix(labels, predictions["digit_logits"].argmax(-1))
   paths = {name: os.path.join(workdir, file) for name, file in PLOT_FILES.items()}
   report = {
-      "step": int(jax.device_get(state.step)),
+      "step": step,
       "num_test_images": len(labels),
       **metrics,
       # Row: the true digit; column: the number added.
@@ -66,7 +65,7 @@ def write(workdir, trainer, state, test_images, predictions):
   plots.learning_curves(reporting.read_metrics(workdir), paths["learning_curves"])
   plots.confusion_matrix(confusion, paths["digit_confusion_matrix"])
   plots.sum_accuracy_heatmap(table, paths["sum_accuracy_by_digit_and_number"])
-  plots.worst_mistakes(test_images, mistakes, paths["worst_mistakes"])
+  plots.worst_mistakes(test_split.images, mistakes, paths["worst_mistakes"])
   return report
 
 

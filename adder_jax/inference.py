@@ -22,13 +22,13 @@ import numpy as np
 
 from adder_jax import checkpointing
 from adder_jax import config_checks
-from adder_jax import input_pipeline
-from adder_jax import models
+from adder_jax import evaluation
 from adder_jax import optimizers
 from adder_jax import preprocess
 from adder_jax import sharding
 from adder_jax import steps
 from adder_jax import tasks
+from adder_jax.constants import IMAGE_SHAPE, NUM_DIGITS
 from adder_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -49,7 +49,7 @@ class Prediction:
 
 
 def load_config(workdir):
-  """The training config saved in WORKDIR/config.json, checked."""
+  """The training config saved in WORKDIR/config.json, checked (without JAX devices)."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     raise UserError(f"{workdir} has no {CONFIG_FILE}; is it a training workdir?")
@@ -59,7 +59,7 @@ def load_config(workdir):
   except (OSError, ValueError) as e:
     raise UserError(f"cannot read the training config {path} ({e}).") from e
   try:
-    config_checks.validate(config, num_devices=jax.device_count())
+    config_checks.validate(config)
   except (AttributeError, KeyError, TypeError) as e:
     raise UserError(f"{path} is not a training config written by adder_jax ({e}).") from e
   return config
@@ -82,25 +82,24 @@ def check_has_checkpoint(workdir):
                     f"(python -m adder_jax.main --config CONFIG --workdir {workdir}).")
 
 
-def restore_latest(workdir, config, mesh):
+def restore_latest(workdir, task, mesh):
   """The TrainState of the latest checkpoint in `workdir`, replicated over `mesh`.
 
+  Args:
+    workdir: a training workdir with at least one checkpoint.
+    task: the `tasks` task of the workdir's config.
+    mesh: the devices to place the state on.
+
   Raises:
-    UserError: the checkpoint does not fit `config`.
+    UserError: the checkpoint does not fit the task's config.
   """
-  task = tasks.create_task(config)
-  # The optimizer only shapes the restore target: its state's structure does not
+  # The optimizer only shapes the restored state: its state's structure does not
   # depend on the schedule's length, so any step count will do.
-  tx, _ = optimizers.create_optimizer(config.optimizer, total_steps=1)
-  abstract = jax.eval_shape(
-      functools.partial(steps.init_state, task.create_model(), tx, inputs=task.example_inputs()),
-      jax.random.key(0))
-  replicated = sharding.replicated(mesh)
-  target = jax.tree.map(
-      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), abstract)
+  tx, _ = optimizers.create_optimizer(task.config.optimizer, total_steps=1)
+  abstract_state = steps.abstract_state(task.create_model(), tx, task.example_inputs())
   checkpointer = checkpointing.Checkpointer(workdir)
   try:
-    return checkpointer.restore(target)
+    return checkpointer.restore(abstract_state, sharding.replicated(mesh))
   finally:
     checkpointer.close()
 
@@ -113,9 +112,10 @@ class Predictor:
     check_has_checkpoint(workdir)
     self.config = load_config(workdir)
     check_image_plus_number(self.config, workdir)
-    self.model = models.create_model(self.config.model)
+    task = tasks.create_task(self.config)
+    self.model = task.create_model()
     self._mesh = sharding.create_mesh()
-    state = restore_latest(workdir, self.config, self._mesh)
+    state = restore_latest(workdir, task, self._mesh)
     self.step = int(jax.device_get(state.step))
     self._params, self._batch_stats = state.params, state.batch_stats
     self._compiled = {}
@@ -131,7 +131,7 @@ class Predictor:
       A list of N `Prediction`s.
     """
     images = np.asarray(images, np.uint8)
-    if images.ndim != 3 or images.shape[1:] != input_pipeline.IMAGE_SHAPE:
+    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
       raise UserError(f"images must have shape [N, 28, 28], got {list(images.shape)}.")
     count = len(images)
     if not count:
@@ -142,7 +142,7 @@ class Predictor:
     batch = count + padded
     if batch not in self._compiled:
       self._compiled[batch] = jax.jit(functools.partial(
-          steps.predict, model=self.model, batch_size=batch,
+          evaluation.predict, model=self.model, batch_size=batch,
           batch_sharding=sharding.batch_sharded(self._mesh)))
     out = jax.device_get(self._compiled[batch](
         self._params, self._batch_stats, np.pad(images, ((0, padded), (0, 0), (0, 0))),
@@ -203,7 +203,7 @@ def check_numbers(numbers, count):
                     "give one number for all images or one per image.")
   if not np.issubdtype(values.dtype, np.integer):
     raise UserError(f"numbers must be integers from 0 to 9, got {numbers!r}.")
-  outside = values[(values < 0) | (values >= input_pipeline.NUM_DIGITS)]
+  outside = values[(values < 0) | (values >= NUM_DIGITS)]
   if outside.size:
     raise UserError(f"the number must be from 0 to 9, got {outside[0]}.")
   return np.broadcast_to(values.astype(np.int32), (count,)).copy()

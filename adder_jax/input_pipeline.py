@@ -1,17 +1,17 @@
-"""MNIST from tensorflow-datasets into numpy, and the pairing of images with numbers
-or with each other.
+"""MNIST from tensorflow-datasets into numpy, the pairing of images with numbers or with
+each other, and the gathering of training batches.
 
 The data is prepared once as ArrayRecord files (from the network, or offline from the
 four IDX files in `manual_dir`) and read back with `tfds` data sources, which need no
 TensorFlow. Pairing images with random numbers (`epoch_plan`), or with each other for
-the two-image task (`two_image_epoch_plan`), is done on the accelerator, inside the
-compiled training loop.
+the two-image task (`two_image_epoch_plan`), and gathering each batch (`gather_batch`,
+`gather_two_image_batch`) are done on the accelerator, inside the compiled training loop.
 
 With several processes (see distributed.py) every process reads the whole dataset
 (MNIST is small) and places it on its own devices, and the plan is drawn from the seed
 alone, so it is the same in every process and for any number of devices: a run pairs
 the same images with the same numbers whatever its layout. Each global batch is then
-gathered on the devices (`steps.train_chunk`) by indices split over the 'data' axis,
+gathered on the devices (in `steps.train_chunk`) by indices split over the 'data' axis,
 so each process's devices, and so each process, materialise only their own share of
 every global batch, the rows that `jax.make_array_from_process_local_data` would take
 from that process if it built the batch on the host.
@@ -26,15 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 
+from adder_jax.constants import IMAGE_SHAPE, NUM_DIGITS
 from adder_jax.errors import UserError
 
 # The files tfds's MNIST builder reads from a manual dir.
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-
-NUM_DIGITS = 10
-NUM_SUMS = 2 * NUM_DIGITS - 1
-IMAGE_SHAPE = (28, 28)
 
 # The test set is paired with numbers from this seed whatever `config.seed` is, so that
 # test accuracies of different runs are measured on the same pairs. It is also the
@@ -94,10 +91,13 @@ def prepare(data_config):
   return builder
 
 
-def load(data_config):
-  """Returns {'train': Split, 'test': Split} read into numpy."""
+SPLITS = ("train", "test")
+
+
+def load(data_config, splits=SPLITS):
+  """Returns {split: Split} read into numpy, for each of `splits`."""
   builder = prepare(data_config)
-  return {name: _read_split(builder, name) for name in ("train", "test")}
+  return {name: _read_split(builder, name) for name in splits}
 
 
 def _read_split(builder, split):
@@ -209,6 +209,21 @@ def two_image_epoch_plan(key, epoch, num_images, batch_size):
   order = jax.random.permutation(jax.random.fold_in(key, epoch), num_images)
   batches = order[: steps * batch_size * 2].reshape(steps, batch_size, 2)
   return {"batch_indices": batches.astype(jnp.int32)}
+
+
+def gather_batch(train_images, train_labels, plan, indices):
+  """The training batch at `indices` with the numbers of `epoch_plan`."""
+  labels = train_labels[indices]
+  numbers = plan["numbers"][indices]
+  return {"inputs": {"images": train_images[indices], "numbers": numbers},
+          "label": labels, "sum": labels + numbers}
+
+
+def gather_two_image_batch(train_images, train_labels, plan, indices):
+  """The two-image batch at `indices` [B, 2] of `two_image_epoch_plan`."""
+  del plan  # The pairs are the indices themselves.
+  labels = train_labels[indices]
+  return {"inputs": {"images": train_images[indices]}, "label": labels, "sum": labels.sum(-1)}
 
 
 def test_image_pairs(num_images):

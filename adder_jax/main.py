@@ -13,9 +13,9 @@ from absl import logging
 from ml_collections import config_flags
 
 from adder_jax import cli
-from adder_jax import distributed
+from adder_jax import config_checks
 from adder_jax import interrupts
-from adder_jax import sharding
+from adder_jax import runtime
 from adder_jax import train
 
 # The shell's convention for a process stopped by SIGINT (128 + 2).
@@ -43,13 +43,12 @@ def main(argv):
   cli.quiet_library_logs()
   try:
     with cli.exit_on_user_error():
-      sharding.keep_cpu_sums_deterministic()
-      if not distributed.requested(FLAGS.distributed, FLAGS.coordinator_address,
-                                   FLAGS.num_processes, FLAGS.process_id):
-        sharding.use_cpu_cores([FLAGS.config.batch_size, FLAGS.config.eval_batch_size])
-      distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address,
-                             FLAGS.num_processes, FLAGS.process_id)
-      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+      config = FLAGS.config
+      config_checks.validate(config)
+      runtime.setup([config.batch_size, config.eval_batch_size], distributed_settings={
+          "enabled": FLAGS.distributed, "coordinator_address": FLAGS.coordinator_address,
+          "num_processes": FLAGS.num_processes, "process_id": FLAGS.process_id})
+      train.train_and_evaluate(config, FLAGS.workdir)
   except interrupts.TrainingInterrupted as e:
     logging.flush()
     print(e, file=sys.stderr)

@@ -9,84 +9,81 @@ or exact ('exact': the distribution of the sum of two independent digits, no
 parameters), whose log-probabilities serve as the sum logits.
 """
 
-from typing import Sequence
+import re
+from typing import NamedTuple, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adder_jax import input_pipeline
-from adder_jax import layers
+from adder_jax import kernels
+from adder_jax.constants import NUM_DIGITS, NUM_SUMS
 
 # Statistics of the MNIST training images, for input standardisation.
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 
 
-def parse_conv_layers(spec):
-  """Parses a trunk spec such as '32 64 M 64v'.
+# Tokens of `config.model.conv_layers`: the pools, and the suffix of a 'VALID' conv.
+POOLS = {"M": "max", "A": "avg"}
+VALID_SUFFIX = "v"
 
-  Tokens: 'N' a 3x3 convolution with N features and 'SAME' padding, 'Nv' the same with
-  'VALID' padding, 'M' 2x2 max pooling, 'A' 2x2 average pooling.
+
+class Conv(NamedTuple):
+  """A 3x3 convolution block: conv, `pool` ('max', 'avg' or None), bias or BatchNorm, ReLU."""
+  features: int
+  padding: str
+  pool: Optional[str] = None
+
+
+class Pool(NamedTuple):
+  """A 2x2 pool ('max' or 'avg') of the activations."""
+  kind: str
+
+
+_CONV_TOKEN = re.compile(rf"([1-9][0-9]*)({VALID_SUFFIX}?)([{''.join(POOLS)}]?)")
+
+
+def parse_conv_layers(spec):
+  """Parses a trunk spec such as '32 64M 64 M 128v', in the order the layers run.
+
+  Tokens: 'N' a block of a 3x3 convolution with N features and 'SAME' padding, then
+  BatchNorm (or, in a model without it, a learned bias) and ReLU; 'Nv' the same with
+  'VALID' padding; 'M' and 'A' a 2x2 max or average pool of the activations before it.
+  A pool letter right after a convolution ('64M', '64vA') pools the convolution's output
+  inside its block, before the bias or BatchNorm and the ReLU.
 
   Returns:
-    A list of ('conv', features, padding) and ('pool', 'max' | 'avg') tuples.
+    A list of `Conv` and `Pool`.
   """
   layers = []
   for token in spec.split():
-    if token in ("M", "A"):
-      layers.append(("pool", "max" if token == "M" else "avg"))
-    elif token.rstrip("v").isdigit() and int(token.rstrip("v")) > 0:
-      layers.append(("conv", int(token.rstrip("v")), "VALID" if token.endswith("v") else "SAME"))
+    match = _CONV_TOKEN.fullmatch(token)
+    if token in POOLS:
+      layers.append(Pool(POOLS[token]))
+    elif match:
+      features, valid, pool = match.groups()
+      layers.append(Conv(int(features), "VALID" if valid else "SAME", POOLS.get(pool)))
     else:
       raise ValueError(f"bad token {token!r} in conv layer spec {spec!r}")
   return layers
 
 
-def _pooling_windows(x):
-  """[b, h, w, c] -> [b, h // 2, 2, w // 2, 2, c]: the 2x2 windows (an odd last row or
-  column is dropped, as 'VALID' pooling drops it)."""
-  b, h, w, c = x.shape
-  return x[:, : h // 2 * 2, : w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c)
+def pool(x, kind):
+  """2x2 pooling with stride 2 of an NHWC map."""
+  if kind == "max":
+    return kernels.max_pool(x, (2, 2), strides=(2, 2))
+  return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 
-@jax.custom_vjp
-def max_pool_2x2(x):
-  # A reshape and reduce instead of reduce_window, whose gradient (select-and-scatter)
-  # is slow on XLA:CPU.
-  return _pooling_windows(x).max(axis=(2, 4))
+class Bias(nn.Module):
+  """Adds a learned bias per channel (the last axis), zero at initialisation."""
 
-
-def _max_pool_fwd(x):
-  pooled = max_pool_2x2(x)
-  return pooled, (x, pooled)
-
-
-def _max_pool_bwd(residuals, grad):
-  # The gradient goes to the maxima of each window, in one fused elementwise pass;
-  # autodiff of `max` would also count the maxima and split it among ties, a second
-  # pass over the full-size input for ties that float inputs almost never have. It is
-  # computed in the input's shape: computed in the windows' shape, XLA:CPU wrote it
-  # once per consumer (the convolution's two gradients), each a reshaped copy.
-  x, pooled = residuals
-  return (jnp.where(x == _unpool(pooled, x.shape), _unpool(grad, x.shape), 0).astype(x.dtype),)
-
-
-def _unpool(pooled, shape):
-  """[b, h // 2, w // 2, c] -> [b, h, w, c]: each value over its 2x2 window, and NaN on
-  an odd last row or column, which no window covers."""
-  b, h, w, c = shape
-  windows = jnp.broadcast_to(pooled[:, :, None, :, None], (b, h // 2, 2, w // 2, 2, c))
-  return jnp.pad(windows.reshape(b, h // 2 * 2, w // 2 * 2, c),
-                 ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=jnp.nan)
-
-
-max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
-
-
-def avg_pool_2x2(x):
-  return _pooling_windows(x).mean(axis=(2, 4))
+  @nn.compact
+  def __call__(self, x):
+    bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],), jnp.float32)
+    return kernels.add_bias(x, bias.astype(x.dtype))
 
 
 class DigitNet(nn.Module):
@@ -97,39 +94,33 @@ class DigitNet(nn.Module):
   batch_norm: bool = False
   dropout_rate: float = 0.0
   dtype: str = "float32"
-  batch_shards: int = 1  # Devices the batch is split over; see `layers.conv3x3`.
 
   @nn.compact
   def __call__(self, images, train):
     x = images.astype(self.dtype)[..., None] / 255.0
     x = (x - MNIST_MEAN) / MNIST_STD
-    spec = parse_conv_layers(self.conv_layers)
-    pools = {"max": max_pool_2x2, "avg": avg_pool_2x2}
-    for i, layer in enumerate(spec):
-      if layer[0] == "conv":
-        # A pool right after a convolution runs inside it, before its bias, and before
-        # normalisation and ReLU, which commute with it: these memory-bound passes
-        # dominate on CPU, and on the pooled map they touch 4x fewer values.
-        next_pool = spec[i + 1][1] if spec[i + 1:i + 2] and spec[i + 1][0] == "pool" else None
-        x = layers.Conv3x3(layer[1], layer[2], use_bias=not self.batch_norm, dtype=self.dtype,
-                           batch_shards=self.batch_shards, pool=pools.get(next_pool))(x)
-      elif i > 0 and spec[i - 1][0] == "conv":
-        continue  # Pooled inside the convolution before it.
-      else:
-        x = pools[layer[1]](x)
-        continue  # Its input was already normalised and activated.
+    for layer in parse_conv_layers(self.conv_layers):
+      if isinstance(layer, Pool):
+        x = pool(x, layer.kind)
+        continue
+      x = nn.Conv(layer.features, (3, 3), padding=layer.padding, use_bias=False, dtype=self.dtype,
+                  conv_general_dilated=kernels.conv_general_dilated)(x)
+      if layer.pool:
+        x = pool(x, layer.pool)
       x = self._normalize_and_activate(x, train)
     x = x.reshape(x.shape[0], -1)
     for features in self.dense_features:
-      x = nn.Dense(features, use_bias=not self.batch_norm, dtype=self.dtype)(x)
+      x = nn.Dense(features, use_bias=False, dtype=self.dtype)(x)
       x = self._normalize_and_activate(x, train)
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    logits = nn.Dense(input_pipeline.NUM_DIGITS, dtype=self.dtype)(x)
+    logits = nn.Dense(NUM_DIGITS, dtype=self.dtype)(x)
     return logits.astype(jnp.float32)
 
   def _normalize_and_activate(self, x, train):
     if self.batch_norm:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
+    else:
+      x = Bias()(x)
     return nn.relu(x)
 
 
@@ -143,10 +134,14 @@ class SumHead(nn.Module):
     x = jnp.concatenate([first, second], axis=-1)
     for features in self.hidden_features:
       x = nn.relu(nn.Dense(features)(x))
-    return nn.Dense(input_pipeline.NUM_SUMS)(x)
+    return nn.Dense(NUM_SUMS)(x)
 
 
 SUM_HEADS = ("mlp", "exact")
+# What the mlp head reads of a digit (see `_AdderBase.mlp_digit_input`).
+SUM_HEAD_INPUTS = ("probabilities", "logits")
+# Compute dtypes of the digit network; its parameters stay float32.
+DTYPES = ("float32", "bfloat16")
 
 # Stands for log(0) where -inf would make 0 * log(0) a NaN in the cross-entropy; exp of
 # it is exactly 0 in float32, and it is far below any log-probability a network reaches.
@@ -154,9 +149,9 @@ LOG_ZERO = -1e4
 
 # _SUM_POSSIBLE[a, s]: a first digit a can make the sum s (with a second digit s - a);
 # the ones padded as `exact_sum_log_probs` pads the second digit's distribution.
-_SUM_POSSIBLE = np.stack([np.pad(np.ones(input_pipeline.NUM_DIGITS, bool),
-                                 (a, input_pipeline.NUM_DIGITS - 1 - a))
-                          for a in range(input_pipeline.NUM_DIGITS)])
+_SUM_POSSIBLE = np.stack([np.pad(np.ones(NUM_DIGITS, bool),
+                                 (a, NUM_DIGITS - 1 - a))
+                          for a in range(NUM_DIGITS)])
 
 
 def exact_sum_log_probs(log_p_first, log_p_second):
@@ -171,7 +166,7 @@ def exact_sum_log_probs(log_p_first, log_p_second):
   Returns:
     float [..., 19]: log-probabilities of the 19 sums, which sum to 1 after exp.
   """
-  digits = input_pipeline.NUM_DIGITS
+  digits = NUM_DIGITS
   batch_widths = [(0, 0)] * (log_p_second.ndim - 1)
   # shifted[..., a, s] = log p(b = s - a) where possible. Shifts by padding, not a
   # gather: a gather's gradient is a scatter, slow on XLA:CPU inside the train loop.
@@ -182,7 +177,7 @@ def exact_sum_log_probs(log_p_first, log_p_second):
 
 def number_log_probs(numbers):
   """The known numbers as (one-hot) distributions over 0-9, in log space."""
-  return jnp.where(nn.one_hot(numbers, input_pipeline.NUM_DIGITS) > 0, 0.0, LOG_ZERO)
+  return jnp.where(nn.one_hot(numbers, NUM_DIGITS) > 0, 0.0, LOG_ZERO)
 
 
 class _AdderBase(nn.Module):
@@ -196,7 +191,6 @@ class _AdderBase(nn.Module):
   batch_norm: bool = False
   dropout_rate: float = 0.0
   dtype: str = "float32"
-  batch_shards: int = 1
 
   def setup(self):
     self.digit_net = DigitNet(
@@ -205,7 +199,6 @@ class _AdderBase(nn.Module):
         batch_norm=self.batch_norm,
         dropout_rate=self.dropout_rate,
         dtype=self.dtype,
-        batch_shards=self.batch_shards,
     )
     if self.sum_head_type == "mlp":
       self.sum_head = SumHead(hidden_features=self.sum_hidden_features)
@@ -230,7 +223,7 @@ class AdderNet(_AdderBase):
     if self.sum_head_type == "exact":
       return exact_sum_log_probs(jax.nn.log_softmax(digit_logits), number_log_probs(numbers))
     return self.sum_head(self.mlp_digit_input(digit_logits),
-                         nn.one_hot(numbers, input_pipeline.NUM_DIGITS))
+                         nn.one_hot(numbers, NUM_DIGITS))
 
 
 class TwoImageAdderNet(_AdderBase):
@@ -251,12 +244,8 @@ class TwoImageAdderNet(_AdderBase):
                          self.mlp_digit_input(second_digit_logits))
 
 
-def create_model(model_config, two_images=False, batch_shards=1):
-  """The network of `model_config`: `TwoImageAdderNet` if `two_images`, else `AdderNet`.
-
-  `batch_shards`: the number of devices training splits each batch over (it changes
-  only how gradients are computed, never the parameters or the outputs).
-  """
+def create_model(model_config, two_images=False):
+  """The network of `model_config`: `TwoImageAdderNet` if `two_images`, else `AdderNet`."""
   model_class = TwoImageAdderNet if two_images else AdderNet
   return model_class(
       conv_layers=model_config.conv_layers,
@@ -267,5 +256,4 @@ def create_model(model_config, two_images=False, batch_shards=1):
       batch_norm=model_config.batch_norm,
       dropout_rate=model_config.dropout_rate,
       dtype=model_config.dtype,
-      batch_shards=batch_shards,
   )

@@ -15,6 +15,7 @@ from absl import flags
 
 from adder_jax import cli
 from adder_jax import inference
+from adder_jax import runtime
 from adder_jax.errors import UserError
 
 
@@ -51,6 +52,7 @@ def main(argv, flag_values=flags.FLAGS):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   cli.quiet_library_logs()
   with cli.exit_on_user_error():
+    runtime.setup()
     numbers = parse_numbers(flag_values.number)
     predictions = inference.predict_files(flag_values.workdir, flag_values.image, numbers)
   if flag_values.json:

@@ -1,11 +1,12 @@
-"""Pure functions of the training state: the loss, one train step, a scanned chunk of
-steps, and the forward pass over the test set. Nothing here touches the host.
+"""Pure functions of the training state: its initialisation, the loss, one train step
+and a scanned chunk of steps. Nothing here touches the host.
 
 A batch is a dict of 'inputs' (the model's keyword arguments), 'label' (the digit of
-every image) and 'sum' (the target of every example); `gather_batch` and
-`gather_two_image_batch` build it for the two tasks.
+every image) and 'sum' (the target of every example); `input_pipeline.gather_batch`
+and `input_pipeline.gather_two_image_batch` build it for the two tasks.
 """
 
+import functools
 from typing import Any
 
 import flax
@@ -13,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adder_jax import input_pipeline
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -45,6 +45,12 @@ def init_state(model, tx, rng, inputs):
       opt_state=tx.init(params),
       rng=jax.random.key_data(train_rng),
   )
+
+
+def abstract_state(model, tx, inputs):
+  """The shapes and dtypes of `init_state`'s TrainState, computed without initialising."""
+  return jax.eval_shape(functools.partial(init_state, model, tx, inputs=inputs),
+                        jax.random.key(0))
 
 
 def cross_entropy(logits, labels, label_smoothing=0.0):
@@ -114,21 +120,6 @@ def train_step(state, batch, model, tx, loss_config):
   return new_state, metrics
 
 
-def gather_batch(train_images, train_labels, plan, indices):
-  """The training batch at `indices` with the numbers of `input_pipeline.epoch_plan`."""
-  labels = train_labels[indices]
-  numbers = plan["numbers"][indices]
-  return {"inputs": {"images": train_images[indices], "numbers": numbers},
-          "label": labels, "sum": labels + numbers}
-
-
-def gather_two_image_batch(train_images, train_labels, plan, indices):
-  """The two-image batch at `indices` [B, 2] of `input_pipeline.two_image_epoch_plan`."""
-  del plan  # The pairs are the indices themselves.
-  labels = train_labels[indices]
-  return {"inputs": {"images": train_images[indices]}, "label": labels, "sum": labels.sum(-1)}
-
-
 def train_chunk(state, train_images, train_labels, plan, chunk_start, *,
                 num_steps, model, tx, loss_config, batch_sharding, gather):
   """`num_steps` train steps as one `lax.scan`, over batches chunk_start, chunk_start + 1, ...
@@ -142,7 +133,8 @@ def train_chunk(state, train_images, train_labels, plan, chunk_start, *,
     num_steps: static chunk length.
     model, tx, loss_config: static.
     batch_sharding: how each batch is laid out over the devices.
-    gather: static, `gather_batch` or `gather_two_image_batch` as fits the plan.
+    gather: static, `input_pipeline.gather_batch` or `gather_two_image_batch` as fits
+      the plan.
 
   Returns:
     The new state and the chunk's summed metrics ('loss' is a sum of per-step means).
@@ -158,67 +150,3 @@ def train_chunk(state, train_images, train_labels, plan, chunk_start, *,
 
   state, metrics = jax.lax.scan(body, state, chunk)
   return state, jax.tree.map(jnp.sum, metrics)
-
-
-def predict(params, batch_stats, images, numbers, *, model, batch_size, batch_sharding):
-  """Logits for every test image, with its fixed number and with all ten numbers.
-
-  Args:
-    images: uint8 [N, 28, 28] with N a multiple of batch_size (pad first).
-    numbers: int32 [N], the fixed pairing.
-
-  Returns:
-    dict of digit_logits [N, 10], sum_logits [N, 19] for the fixed pairing, and
-    all_sums [N, 10] the predicted sum for each image with each number 0-9.
-  """
-  variables = {"params": params}
-  if batch_stats:
-    variables["batch_stats"] = batch_stats
-  every_number = jnp.arange(input_pipeline.NUM_DIGITS, dtype=jnp.int32)
-
-  def one_batch(_, batch):
-    batch_images, batch_numbers = batch
-    batch_images = jax.lax.with_sharding_constraint(batch_images, batch_sharding)
-    digit_logits = model.apply(variables, batch_images, method=model.digit_logits)
-    sum_logits = model.apply(variables, digit_logits, batch_numbers, method=model.sum_logits)
-    all_sum_logits = jax.vmap(
-        lambda n: model.apply(variables, digit_logits, jnp.full_like(batch_numbers, n),
-                              method=model.sum_logits),
-        out_axes=1)(every_number)
-    out = {"digit_logits": digit_logits, "sum_logits": sum_logits,
-           "all_sums": jnp.argmax(all_sum_logits, -1).astype(jnp.int32)}
-    return None, out
-
-  n = images.shape[0]
-  batches = (images.reshape(n // batch_size, batch_size, *images.shape[1:]),
-             numbers.reshape(n // batch_size, batch_size))
-  _, out = jax.lax.scan(one_batch, None, batches)
-  return jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)
-
-
-def predict_two_images(params, batch_stats, images, pairs, *, model, batch_size, batch_sharding):
-  """Logits for every test image and for the sum of every fixed test pair.
-
-  Args:
-    images: uint8 [N, 28, 28] with N a multiple of batch_size (pad first).
-    pairs: int32 [P, 2] indices into the (unpadded) images, from
-      `input_pipeline.test_image_pairs`.
-
-  Returns:
-    dict of digit_logits [N, 10] and sum_logits [P, 19].
-  """
-  variables = {"params": params}
-  if batch_stats:
-    variables["batch_stats"] = batch_stats
-
-  def one_batch(_, batch_images):
-    batch_images = jax.lax.with_sharding_constraint(batch_images, batch_sharding)
-    return None, model.apply(variables, batch_images, method=model.digit_logits)
-
-  n = images.shape[0]
-  _, digit_logits = jax.lax.scan(
-      one_batch, None, images.reshape(n // batch_size, batch_size, *images.shape[1:]))
-  digit_logits = digit_logits.reshape(n, -1)
-  sum_logits = model.apply(variables, digit_logits[pairs[:, 0]], digit_logits[pairs[:, 1]],
-                           method=model.sum_logits)
-  return {"digit_logits": digit_logits, "sum_logits": sum_logits}

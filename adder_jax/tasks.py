@@ -10,9 +10,9 @@ sum out (`models.TwoImageAdderNet`). Each epoch splits a fresh permutation of th
 training images into pairs (30,000 pairs, every image used once); the test set is
 5,000 fixed pairs of the 10,000 test images. `config.batch_size` counts pairs.
 
-The trainer uses only the methods below, so it holds no task-specific code; the
-functions they call live in the modules of their jobs (input_pipeline, steps,
-evaluation, models).
+The trainer and the evaluation use only the methods below, so they hold no
+task-specific code; the functions they call live in the modules of their jobs
+(input_pipeline, steps, evaluation, models).
 """
 
 import jax.numpy as jnp
@@ -22,6 +22,7 @@ from adder_jax import evaluation
 from adder_jax import input_pipeline
 from adder_jax import models
 from adder_jax import steps
+from adder_jax.constants import IMAGE_SHAPE
 
 
 def _pad_to_multiple(x, multiple):
@@ -33,11 +34,13 @@ class ImagePlusNumber:
 
   def __init__(self, config):
     self.config = config
+    # The loss weights, with the unsupervised target's set to 0.
+    self.loss_config = steps.supervised_loss_config(config.loss, config.supervision)
     # None, or bool [10, 10]: the (digit, number) pairs training may show.
     self.allowed = input_pipeline.allowed_pairs(config.data.holdout_pairs, config.seed)
 
-  def create_model(self, batch_shards=1):
-    return models.create_model(self.config.model, batch_shards=batch_shards)
+  def create_model(self):
+    return models.create_model(self.config.model)
 
   def num_examples(self, num_images):
     """Training examples per epoch, from the number of training images."""
@@ -45,7 +48,7 @@ class ImagePlusNumber:
 
   def example_inputs(self, batch_size=2):
     """Model inputs of the right shapes, for initialisation."""
-    return {"images": jnp.zeros((batch_size, *input_pipeline.IMAGE_SHAPE), jnp.uint8),
+    return {"images": jnp.zeros((batch_size, *IMAGE_SHAPE), jnp.uint8),
             "numbers": jnp.zeros((batch_size,), jnp.int32)}
 
   def epoch_plan(self, key, epoch, train_labels):
@@ -53,8 +56,8 @@ class ImagePlusNumber:
     return input_pipeline.epoch_plan(key, epoch, train_labels, self.config.batch_size,
                                      self.allowed)
 
-  gather = staticmethod(steps.gather_batch)
-  predict = staticmethod(steps.predict)
+  gather = staticmethod(input_pipeline.gather_batch)
+  predict = staticmethod(evaluation.predict)
 
   def test_inputs(self, test_split):
     """Host arrays that `predict` takes after the parameters, padded to whole batches."""
@@ -62,12 +65,12 @@ class ImagePlusNumber:
     return (_pad_to_multiple(test_split.images, batch),
             _pad_to_multiple(input_pipeline.test_numbers(len(test_split)), batch))
 
-  def test_metrics(self, predictions, test_split, loss_config):
+  def test_metrics(self, predictions, test_split):
     """Test metrics from the numpy outputs of `predict` (padding included)."""
     n = len(test_split)
     predictions = {k: v[:n] for k, v in predictions.items()}
     return evaluation.test_metrics(predictions, test_split.labels,
-                                   input_pipeline.test_numbers(n), loss_config, self.allowed)
+                                   input_pipeline.test_numbers(n), self.loss_config, self.allowed)
 
 
 class TwoImages:
@@ -75,33 +78,33 @@ class TwoImages:
 
   def __init__(self, config):
     self.config = config
+    self.loss_config = steps.supervised_loss_config(config.loss, config.supervision)
 
-  def create_model(self, batch_shards=1):
-    # Each pair's two images stay next to each other, on the pair's device.
-    return models.create_model(self.config.model, two_images=True, batch_shards=batch_shards)
+  def create_model(self):
+    return models.create_model(self.config.model, two_images=True)
 
   def num_examples(self, num_images):
     return num_images // 2
 
   def example_inputs(self, batch_size=2):
-    return {"images": jnp.zeros((batch_size, 2, *input_pipeline.IMAGE_SHAPE), jnp.uint8)}
+    return {"images": jnp.zeros((batch_size, 2, *IMAGE_SHAPE), jnp.uint8)}
 
   def epoch_plan(self, key, epoch, train_labels):
     return input_pipeline.two_image_epoch_plan(key, epoch, train_labels.shape[0],
                                                self.config.batch_size)
 
-  gather = staticmethod(steps.gather_two_image_batch)
-  predict = staticmethod(steps.predict_two_images)
+  gather = staticmethod(input_pipeline.gather_two_image_batch)
+  predict = staticmethod(evaluation.predict_two_images)
 
   def test_inputs(self, test_split):
     return (_pad_to_multiple(test_split.images, self.config.eval_batch_size),
             input_pipeline.test_image_pairs(len(test_split)))
 
-  def test_metrics(self, predictions, test_split, loss_config):
+  def test_metrics(self, predictions, test_split):
     return evaluation.two_image_test_metrics(
         {"digit_logits": predictions["digit_logits"][:len(test_split)],
          "sum_logits": predictions["sum_logits"]},
-        test_split.labels, input_pipeline.test_image_pairs(len(test_split)), loss_config)
+        test_split.labels, input_pipeline.test_image_pairs(len(test_split)), self.loss_config)
 
 
 TASKS = {"image_plus_number": ImagePlusNumber, "two_images": TwoImages}

@@ -22,9 +22,11 @@ import numpy as np
 from adder_jax import checkpointing
 from adder_jax import config_checks
 from adder_jax import distributed
+from adder_jax import evaluation
 from adder_jax import evaluation_report
 from adder_jax import input_pipeline
 from adder_jax import interrupts
+from adder_jax import kernels
 from adder_jax import optimizers
 from adder_jax import reporting
 from adder_jax import sharding
@@ -37,7 +39,7 @@ class Trainer:
   """The compiled functions and device-resident data of one run; no mutable state.
 
   Built once per run by `train_and_evaluate`; the benchmark script drives it directly.
-  The config must have passed `config_checks.validate`.
+  The config must have passed `config_checks.validate` and `check_batches_split`.
   """
 
   def __init__(self, config, data, mesh=None):
@@ -50,40 +52,31 @@ class Trainer:
       raise UserError(f"batch_size={config.batch_size} is larger than the training set "
                       f"({self.num_train} examples).")
     self.total_steps = self.steps_per_epoch * config.num_epochs
-    self.model = self.task.create_model(batch_shards=self.mesh.size)
-    self.loss_config = steps.supervised_loss_config(config.loss, config.supervision)
+    self.model = self.task.create_model()
     self.tx, self.schedule = optimizers.create_optimizer(config.optimizer, self.total_steps)
     seed_key = jax.random.key(config.seed)
     self.init_key, self.data_key = jax.random.split(seed_key)
 
     replicated = sharding.replicated(self.mesh)
-    batch_sharding = sharding.batch_sharded(self.mesh)
     self.train_images, self.train_labels = sharding.put_replicated(
         (data["train"].images, data["train"].labels), self.mesh)
     self.test_split = data["test"]
-    self.test_inputs = sharding.put_replicated(self.task.test_inputs(data["test"]), self.mesh)
-
-    self._init = jax.jit(
-        functools.partial(steps.init_state, self.model, self.tx,
-                          inputs=self.task.example_inputs()),
-        out_shardings=replicated)
-    self.abstract_state = jax.eval_shape(self._init, self.init_key)
+    self.test_predictor = evaluation.TestPredictor(self.task, self.model, self.test_split,
+                                                   self.mesh)
+    inputs = self.task.example_inputs()
+    self._init = jax.jit(functools.partial(steps.init_state, self.model, self.tx, inputs=inputs),
+                         out_shardings=replicated)
+    self.abstract_state = steps.abstract_state(self.model, self.tx, inputs)
     self.state_sharding = jax.tree.map(lambda _: replicated, self.abstract_state)
     self._epoch_plan = jax.jit(self.task.epoch_plan, out_shardings=replicated)
     self._chunk_fns = {}
-    self._batch_sharding = batch_sharding
-    self._predict = jax.jit(
-        functools.partial(self.task.predict, model=self.model,
-                          batch_size=config.eval_batch_size, batch_sharding=batch_sharding),
-        out_shardings=replicated)
 
   def init_state(self):
     return self._init(self.init_key)
 
-  def restore_target(self):
-    """The abstract state, with shardings, that checkpoints restore into."""
-    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                        self.abstract_state, self.state_sharding)
+  def restore(self, checkpointer):
+    """The latest checkpoint's TrainState, replicated over the mesh; None if there is none."""
+    return checkpointer.restore(self.abstract_state, sharding.replicated(self.mesh))
 
   def chunk_lengths(self, start=0):
     """Lengths of the scanned chunks that cover the epoch's steps from `start` on."""
@@ -94,10 +87,18 @@ class Trainer:
   def chunk_fn(self, num_steps):
     """The compiled train chunk of `num_steps` steps (compiled once per length)."""
     if num_steps not in self._chunk_fns:
-      fn = functools.partial(
+      train_chunk = functools.partial(
           steps.train_chunk, num_steps=num_steps, model=self.model, tx=self.tx,
-          loss_config=self.loss_config, batch_sharding=self._batch_sharding,
+          loss_config=self.task.loss_config, batch_sharding=sharding.batch_sharded(self.mesh),
           gather=self.task.gather)
+
+      def fn(*args):
+        # Traced with the mesh in context, whose devices the CPU kernels loop over
+        # (see kernels.py), and with the config's choice of gradient kernels.
+        with jax.sharding.use_abstract_mesh(self.mesh.abstract_mesh), \
+             kernels.use(self.config.gradient_kernels):
+          return train_chunk(*args)
+
       replicated = sharding.replicated(self.mesh)
       self._chunk_fns[num_steps] = jax.jit(
           fn, donate_argnums=0, in_shardings=(self.state_sharding,) + (replicated,) * 4,
@@ -108,11 +109,11 @@ class Trainer:
     """Compiles ahead of time every function an epoch needs; returns seconds taken."""
     t0 = time.perf_counter()
     plan = jax.eval_shape(self._epoch_plan, self.data_key, 0, self.train_labels)
-    target = self.restore_target()
+    target = checkpointing.restore_target(self.abstract_state, sharding.replicated(self.mesh))
     for length in set(self.chunk_lengths(start)) | set(self.chunk_lengths()):
       self.chunk_fn(length).lower(target, self.train_images, self.train_labels, plan,
                                   jnp.int32(0)).compile()
-    self._predict.lower(target.params, target.batch_stats, *self.test_inputs).compile()
+    self.test_predictor.compile(target.params, target.batch_stats)
     self._epoch_plan.lower(self.data_key, 0, self.train_labels).compile()
     return time.perf_counter() - t0
 
@@ -125,13 +126,11 @@ class Trainer:
 
   def predictions(self, state):
     """The task's `predict` of `state` on the test set, as numpy (padding included)."""
-    predictions = jax.device_get(
-        self._predict(state.params, state.batch_stats, *self.test_inputs))
-    return {k: np.asarray(v) for k, v in predictions.items()}
+    return self.test_predictor(state.params, state.batch_stats)
 
   def test_metrics(self, predictions):
     """Test metrics of `predictions`; see the task's `test_metrics`."""
-    return self.task.test_metrics(predictions, self.test_split, self.loss_config)
+    return self.task.test_metrics(predictions, self.test_split)
 
   def evaluate(self, state):
     return self.test_metrics(self.predictions(state))
@@ -147,8 +146,9 @@ def train_and_evaluate(config, workdir):
   Raises:
     interrupts.TrainingInterrupted: on Ctrl-C, after saving a checkpoint.
   """
+  config_checks.validate(config)
   mesh = sharding.create_mesh()
-  config_checks.validate(config, num_devices=mesh.size)
+  config_checks.check_batches_split(config, mesh.size)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   distributed.chief_first(lambda: input_pipeline.prepare(config.data))
@@ -163,7 +163,7 @@ def train_and_evaluate(config, workdir):
 
   checkpointer = checkpointing.Checkpointer(workdir)
   chief = distributed.is_chief()
-  state = checkpointer.restore(trainer.restore_target())
+  state = trainer.restore(checkpointer)
   if state is None:
     state = trainer.init_state()
     if chief:
@@ -197,7 +197,8 @@ def train_and_evaluate(config, workdir):
     predictions = trainer.predictions(state)  # Every process takes part in this.
   # The report's tables and plots are about (digit, number) pairs.
   if chief and config.task == "image_plus_number":
-    evaluation_report.write(workdir, trainer, state, data["test"].images, predictions)
+    evaluation_report.write(workdir, int(jax.device_get(state.step)), trainer.task,
+                            trainer.test_split, predictions)
   return record
 
 

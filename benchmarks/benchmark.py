@@ -8,9 +8,13 @@ adder_jax, never at the same time) and prints both side by side with the ratios.
 --repeats N it runs both N times, alternating, and reports the medians: the peer's speed
 varies from run to run by more than 10% on a small CPU.
 
-  python benchmarks/benchmark.py --config configs/fast.py \
-      --config.data.manual_dir=../shared/mnist --peer ../shared/peer/torch_reference.py \
+  python -m benchmarks.benchmark --config configs/fast.py \
+      --config.data.manual_dir=~/mnist_raw --peer PATH/TO/torch_reference.py \
       --output benchmark.json
+
+`--config.gradient_kernels=generic` times JAX's own autodiff gradients instead of the
+CPU kernels (see adder_jax/kernels.py); the config, and so that choice, is saved with
+the results.
 """
 
 import json
@@ -23,13 +27,15 @@ import time
 
 from absl import app
 from absl import flags
+import flax
 import jax
+import jaxlib
 from ml_collections import config_flags
 
 from adder_jax import cli
 from adder_jax import config_checks
 from adder_jax import input_pipeline
-from adder_jax import sharding
+from adder_jax import runtime
 from adder_jax import train
 from adder_jax.errors import UserError
 
@@ -115,7 +121,8 @@ def benchmark_adder_jax(config, target, evals_per_epoch, stop_at_target):
 
 def benchmark_peer(peer, mnist_dir, target, epochs, steps, threads):
   """Runs the PyTorch reference; returns its results dict (time-to-target per epoch)."""
-  command = [sys.executable, peer, mnist_dir, "--epochs", str(epochs), "--threads", str(threads)]
+  command = [sys.executable, peer, os.path.expanduser(mnist_dir), "--epochs", str(epochs),
+             "--threads", str(threads)]
   if steps:
     command += ["--steps", str(steps)]
   print("peer:", " ".join(command), flush=True)
@@ -163,17 +170,18 @@ def machine():
   device = jax.devices()[0]
   return {"platform": device.platform, "device_kind": device.device_kind,
           "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
-          "processor": platform.processor() or platform.machine(), "jax": jax.__version__}
+          "processor": platform.processor() or platform.machine(), "jax": jax.__version__,
+          "jaxlib": jaxlib.__version__, "flax": flax.__version__, "python": platform.python_version()}
 
 
 def main(argv):
   del argv
   cli.quiet_library_logs()
   config = FLAGS.config
-  sharding.keep_cpu_sums_deterministic()
-  sharding.use_cpu_cores([config.batch_size, config.eval_batch_size])
   with cli.exit_on_user_error():
-    config_checks.validate(config, num_devices=jax.device_count())
+    config_checks.validate(config)
+    runtime.setup([config.batch_size, config.eval_batch_size])
+    config_checks.check_batches_split(config, jax.device_count())
     if FLAGS.peer and not config.data.manual_dir:
       raise UserError("--peer needs --config.data.manual_dir=DIR (the IDX files both read).")
     if FLAGS.repeats < 1:

@@ -16,11 +16,17 @@ def get_config():
   config.eval_batch_size = 1000
   # Train steps compiled into one lax.scan; the progress bar updates once per chunk.
   config.steps_per_chunk = 100
-  # 'image_plus_number' (an image and a number 0-9 in; digit and sum out) or 'two_images'
-  # (two images in, their sum out: MNIST addition; batch_size then counts pairs).
+  # Gradients of the convolutions and max pools, one of kernels.GRADIENT_KERNELS: 'auto'
+  # (fast formulations for XLA:CPU on CPU, JAX's autodiff on GPU and TPU), 'generic'
+  # (autodiff everywhere) or 'cpu' (the CPU formulations everywhere). Speed only: the
+  # results are the same up to float rounding (see adder_jax/kernels.py).
+  config.gradient_kernels = "auto"
+  # One of tasks.TASKS: 'image_plus_number' (an image and a number 0-9 in; digit and sum
+  # out) or 'two_images' (two images in, their sum out: MNIST addition; batch_size then
+  # counts pairs).
   config.task = "image_plus_number"
-  # Targets trained on: 'both', 'sum_only' or 'digit_only' (the other one's weight in the
-  # loss becomes 0; both accuracies are still reported).
+  # Targets trained on, one of steps.SUPERVISIONS: 'both', 'sum_only' or 'digit_only' (the
+  # other one's weight in the loss becomes 0; both accuracies are still reported).
   config.supervision = "both"
 
   config.data = ml_collections.ConfigDict()
@@ -36,27 +42,33 @@ def get_config():
   config.data.holdout_pairs = ""
 
   config.model = ml_collections.ConfigDict()
-  # Conv trunk: 'N' 3x3 conv with N features (SAME), 'Nv' VALID, 'M' max pool, 'A' avg pool.
-  config.model.conv_layers = "32 M 64 M 128 M"
+  # Conv trunk, in the order its layers run (models.parse_conv_layers): 'N' a 3x3 conv
+  # with N features ('SAME' padding; 'Nv' 'VALID'), then BatchNorm (if batch_norm) and
+  # ReLU; 'M' / 'A' a 2x2 max / average pool; 'NM' a conv whose output is max pooled
+  # before its BatchNorm and ReLU. Here three conv -> max pool -> BatchNorm -> ReLU blocks.
+  config.model.conv_layers = "32M 64M 128M"
   # Dense layers between the flattened trunk and the 10 digit logits.
   config.model.dense_features = (256,)
-  # 'mlp': dense layers on [digit representation, one-hot number] (or both images'
-  # digit representations) to the sum logits; 'exact': p(sum) = sum over d of
-  # p(digit = d) p(other = sum - d), no parameters (its log-probabilities are the logits).
+  # One of models.SUM_HEADS. 'mlp': dense layers on [digit representation, one-hot
+  # number] (or both images' digit representations) to the sum logits; 'exact': p(sum) =
+  # sum over d of p(digit = d) p(other = sum - d), no parameters (its log-probabilities
+  # are the logits).
   config.model.sum_head = "mlp"
   # Hidden layers of the mlp sum head.
   config.model.sum_hidden_features = (128,)
-  # The digit representation the sum head sees: 'probabilities' (softmax) or 'logits'.
+  # The digit representation the mlp sum head sees, one of models.SUM_HEAD_INPUTS:
+  # 'probabilities' (softmax) or 'logits'.
   config.model.sum_head_input = "probabilities"
   # BatchNorm after every conv and hidden dense layer of the digit network.
   config.model.batch_norm = True
   # Dropout after the hidden dense layers of the digit network.
   config.model.dropout_rate = 0.25
-  # Compute dtype of the digit network ('float32' or 'bfloat16'); parameters stay float32.
+  # Compute dtype of the digit network, one of models.DTYPES ('float32' or 'bfloat16');
+  # parameters stay float32.
   config.model.dtype = "float32"
 
   config.optimizer = ml_collections.ConfigDict()
-  # 'adam', 'adamw', 'sgd' (Nesterov momentum b1) or 'lamb'.
+  # One of optimizers.OPTIMIZERS: 'adam', 'adamw', 'sgd' (Nesterov momentum b1) or 'lamb'.
   config.optimizer.name = "adamw"
   # Peak learning rate.
   config.optimizer.learning_rate = 3e-3
@@ -65,7 +77,7 @@ def get_config():
   config.optimizer.b2 = 0.999
   # Decoupled weight decay (adamw, lamb).
   config.optimizer.weight_decay = 1e-4
-  # 'constant', 'warmup_cosine' or 'onecycle'.
+  # One of optimizers.SCHEDULES: 'constant', 'warmup_cosine' or 'onecycle'.
   config.optimizer.schedule = "onecycle"
   # Fraction of all steps spent warming up to the peak.
   config.optimizer.warmup_fraction = 0.2

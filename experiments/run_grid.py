@@ -27,7 +27,9 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-from adder_jax import sharding
+from adder_jax import models
+from adder_jax import runtime
+from adder_jax import steps
 from adder_jax import train
 from adder_jax.errors import UserError
 from configs import default
@@ -50,9 +52,6 @@ _HOLDOUT = flags.DEFINE_string("holdout_pairs", "10",
                                "data.holdout_pairs of the held-out cells.")
 flags.mark_flags_as_required(["output_dir"])
 
-SUM_HEADS = ("mlp", "exact")
-SUPERVISIONS = ("both", "sum_only", "digit_only")
-
 # Table columns: (metric key, header). A run without the metric shows a dash.
 COLUMNS = (
     ("test_digit_accuracy", "digit"),
@@ -66,15 +65,15 @@ COLUMNS = (
 def grid_cells():
   """(name, overrides) of every cell; overrides are dotted config paths."""
   cells = []
-  for sum_head, holdout, supervision in itertools.product(SUM_HEADS, ("", _HOLDOUT.value),
-                                                          SUPERVISIONS):
+  for sum_head, holdout, supervision in itertools.product(
+      models.SUM_HEADS, ("", _HOLDOUT.value), steps.SUPERVISIONS):
     if holdout and supervision == "digit_only":
       # Digit-only training never reads the numbers, so holding pairs out changes nothing.
       continue
     name = f"number-{sum_head}-holdout{holdout or 'none'}-{supervision}"
     cells.append((name, {"model.sum_head": sum_head, "data.holdout_pairs": holdout,
                          "supervision": supervision, "num_epochs": _EPOCHS.value}))
-  for sum_head in SUM_HEADS:
+  for sum_head in models.SUM_HEADS:
     cells.append((f"two_images-{sum_head}-sum_only", {
         "task": "two_images", "model.sum_head": sum_head, "supervision": "sum_only",
         "num_epochs": _TWO_IMAGE_EPOCHS.value, "batch_size": _TWO_IMAGE_BATCH_SIZE.value}))
@@ -118,8 +117,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)
   configs = [make_config(overrides, 0) for _, overrides in grid_cells()]
-  sharding.keep_cpu_sums_deterministic()
-  sharding.use_cpu_cores([c.batch_size for c in configs] + [c.eval_batch_size for c in configs])
+  runtime.setup([c.batch_size for c in configs] + [c.eval_batch_size for c in configs])
   output_dir = os.path.abspath(_OUTPUT_DIR.value)
   os.makedirs(output_dir, exist_ok=True)
   start = time.perf_counter()

@@ -1,7 +1,11 @@
 """Shared fixtures: mock MNIST (never the network) and small configs."""
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
+import textwrap
 from unittest import mock
 
 from absl import flags
@@ -93,3 +97,14 @@ def assert_one_line_error(status, stderr, *words):
   assert len(lines) == 1 and lines[0].startswith("error: "), stderr
   for word in words:
     assert word in lines[0]
+
+
+def run_on_cpu_devices(code, devices=8, timeout=600):
+  """Runs Python `code` in a new process with `devices` CPU devices, the repository and
+  tests/ importable; returns the JSON object its last line of output prints."""
+  prelude = f"import sys; sys.path[:0] = [{REPO_ROOT!r}, {os.path.join(REPO_ROOT, 'tests')!r}]\n"
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], env=env,
+                       capture_output=True, text=True, timeout=timeout, check=True)
+  return json.loads(out.stdout.strip().splitlines()[-1])

@@ -21,7 +21,7 @@ def _config(**overrides):
     {"data__holdout_pairs": "3+4,7+2", "model__sum_head": "exact", "supervision": "digit_only"},
     {"data__holdout_pairs": "10"}])
 def test_valid_configs_pass(overrides):
-  config_checks.validate(_config(**overrides), num_devices=1)
+  config_checks.validate(_config(**overrides))
 
 
 @pytest.mark.parametrize("overrides, match", [
@@ -36,8 +36,27 @@ def test_valid_configs_pass(overrides):
 ])
 def test_bad_task_options_are_user_errors(overrides, match):
   with pytest.raises(UserError, match=match):
-    config_checks.validate(_config(**overrides), num_devices=1)
+    config_checks.validate(_config(**overrides))
 
 
 def test_two_image_benchmark_config_is_valid():
-  config_checks.validate(two_images.get_config(), num_devices=1)
+  config_checks.validate(two_images.get_config())
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"model__sum_head_input": "features"}, "config.model.sum_head_input 'features' is unknown"),
+    ({"model__dtype": "float16"}, "config.model.dtype 'float16' is unknown"),
+    ({"gradient_kernels": "fast"}, "config.gradient_kernels 'fast' is unknown"),
+    ({"model__conv_layers": "32 64X"}, "bad token '64X'"),
+])
+def test_bad_model_and_kernel_options_are_user_errors(overrides, match):
+  with pytest.raises(UserError, match=match):
+    config_checks.validate(_config(**overrides))
+
+
+def test_batches_must_split_over_the_devices():
+  config = _config(batch_size=36)
+  config_checks.check_batches_split(config, num_devices=4)
+  with pytest.raises(UserError, match="config.batch_size=36 does not divide by the 8 devices"):
+    config_checks.check_batches_split(config, num_devices=8)
+  config_checks.check_batches_split(config, num_devices=8, names=("eval_batch_size",))

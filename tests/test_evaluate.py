@@ -10,7 +10,9 @@ from PIL import Image
 
 from adder_jax import evaluate
 from adder_jax import evaluation_report
+from adder_jax import input_pipeline
 from adder_jax import reporting
+from adder_jax import train
 from conftest import MOCK_EXAMPLES, assert_one_line_error, mock_mnist, run_cli
 
 
@@ -62,6 +64,29 @@ def test_evaluate_latest_checkpoint(trained_workdir, tmp_path, capsys):
   assert report["test_sum_accuracy"] == pytest.approx(last["test_sum_accuracy"])
   assert f"digit accuracy           {report['test_digit_accuracy']:.2f}%" in out
   assert "sum accuracy, all pairs" in out and "hardest (digit, number)" in out
+
+
+@pytest.fixture
+def no_training_data(monkeypatch):
+  """Fails the test if anything reads the training split or builds a Trainer."""
+  read_split = input_pipeline._read_split
+
+  def read_test_split_only(builder, split):
+    assert split != "train", "the training split was read"
+    return read_split(builder, split)
+
+  monkeypatch.setattr(input_pipeline, "_read_split", read_test_split_only)
+  monkeypatch.setattr(train.Trainer, "__init__", lambda *args: pytest.fail("a Trainer was built"))
+
+
+def test_evaluate_reads_the_test_split_alone(trained_workdir, tmp_path, no_training_data):
+  workdir = str(tmp_path / "workdir")
+  shutil.copytree(trained_workdir, workdir)
+  with mock_mnist(MOCK_EXAMPLES):
+    report = evaluate.evaluate_workdir(workdir)
+  assert report["step"] == 12
+  assert report["test_digit_accuracy"] == pytest.approx(
+      reporting.read_metrics(workdir)[-1]["test_digit_accuracy"])
 
 
 def test_evaluate_without_checkpoint(tmp_path, capsys):

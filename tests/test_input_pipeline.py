@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from adder_jax import input_pipeline
-from adder_jax import steps
 from adder_jax.errors import UserError
 from conftest import mock_mnist
 
@@ -65,7 +64,8 @@ def test_batch_sum_label_is_digit_plus_number():
   labels = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3], np.int32)
   numbers = np.array([9, 9, 0, 2, 5, 9, 1, 0, 0, 7], np.int32)
   indices = np.array([5, 0, 2])
-  batch = jax.device_get(steps.gather_batch(images, labels, {"numbers": numbers}, indices))
+  batch = jax.device_get(input_pipeline.gather_batch(images, labels, {"numbers": numbers},
+                                                     indices))
   np.testing.assert_array_equal(batch["inputs"]["images"], images[indices])
   np.testing.assert_array_equal(batch["label"], [9, 3, 4])
   np.testing.assert_array_equal(batch["inputs"]["numbers"], [9, 9, 0])
@@ -155,7 +155,7 @@ def test_two_image_batch_sum_label_is_the_sum_of_both_digits():
   images = np.arange(6 * 28 * 28, dtype=np.uint8).reshape(6, 28, 28)
   labels = np.array([3, 1, 4, 1, 5, 9], np.int32)
   indices = np.array([[5, 0], [2, 4]])
-  batch = jax.device_get(steps.gather_two_image_batch(images, labels, {}, indices))
+  batch = jax.device_get(input_pipeline.gather_two_image_batch(images, labels, {}, indices))
   np.testing.assert_array_equal(batch["inputs"]["images"], images[indices])
   np.testing.assert_array_equal(batch["label"], [[9, 3], [4, 5]])
   np.testing.assert_array_equal(batch["sum"], [12, 9])

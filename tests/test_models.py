@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adder_jax import layers
 from adder_jax import models
 from configs import default
 from configs import reference_cnn
@@ -41,59 +40,52 @@ def test_sum_head_sees_the_number():
 
 
 def test_parse_conv_layers():
-  assert models.parse_conv_layers("32 64v M A") == [
-      ("conv", 32, "SAME"), ("conv", 64, "VALID"), ("pool", "max"), ("pool", "avg")]
-  with pytest.raises(ValueError, match="bad token"):
-    models.parse_conv_layers("32 X")
-  with pytest.raises(ValueError, match="bad token"):
-    models.parse_conv_layers("0")
+  assert models.parse_conv_layers("32 64v M A 16M 8vA") == [
+      models.Conv(32, "SAME"), models.Conv(64, "VALID"), models.Pool("max"), models.Pool("avg"),
+      models.Conv(16, "SAME", "max"), models.Conv(8, "VALID", "avg")]
+  for bad in ("32 X", "0", "M32", "32MM", "32Mv", "v"):
+    with pytest.raises(ValueError, match="bad token"):
+      models.parse_conv_layers(bad)
 
 
-# The kernel gradient loops over tiles of images: for these shapes one tile of all the
-# images, tiles of 4 small images, and one large image at a time.
-@pytest.mark.parametrize("shape", [(4, 9, 7, 3), (16, 9, 7, 3), (4, 23, 22, 2)])
-@pytest.mark.parametrize("padding", ["SAME", "VALID"])
-@pytest.mark.parametrize("batch_shards", [1, 2, 3])
-def test_conv3x3_matches_xla_convolution_and_its_gradients(shape, padding, batch_shards):
-  x = jax.random.normal(jax.random.key(0), shape)
-  kernel = jax.random.normal(jax.random.key(1), (3, 3, shape[-1], 5))
-
-  def reference(x, kernel):
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-  y, reference_vjp = jax.vjp(reference, x, kernel)
-  # 3 shards do not divide the batch of 4: the kernel gradient then loops over all images.
-  y_fast, fast_vjp = jax.vjp(lambda x, k: layers.conv3x3(x, k, padding, batch_shards), x, kernel)
-  np.testing.assert_allclose(y_fast, y, rtol=1e-6)
-  grad = jax.random.normal(jax.random.key(2), y.shape)
-  for fast, ref in zip(fast_vjp(grad), reference_vjp(grad)):
-    np.testing.assert_allclose(fast, ref, rtol=1e-4, atol=1e-4)
+def _digit_net(conv_layers, batch_norm=False):
+  return models.DigitNet(conv_layers=conv_layers, batch_norm=batch_norm)
 
 
-def test_add_bias_matches_broadcast_add_and_its_gradients():
-  y = jax.random.normal(jax.random.key(0), (3, 5, 4, 6))
-  bias = jax.random.normal(jax.random.key(1), (6,))
-  expected, reference_vjp = jax.vjp(lambda y, b: y + b, y, bias)
-  result, fast_vjp = jax.vjp(layers.add_bias, y, bias)
-  np.testing.assert_array_equal(result, expected)
-  grad = jax.random.normal(jax.random.key(2), y.shape)
-  for fast, ref in zip(fast_vjp(grad), reference_vjp(grad)):
-    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
+def test_layers_run_in_the_order_of_the_spec():
+  """'8M' pools a block's convolution before its BatchNorm and ReLU, '8 M' after them:
+  different functions, with the same parameters."""
+  images = jax.random.randint(jax.random.key(0), (4, 28, 28), 0, 256).astype(jnp.uint8)
+  pooled_first, pooled_last = _digit_net("8M", batch_norm=True), _digit_net("8 M", batch_norm=True)
+  variables = pooled_first.init(jax.random.key(1), images, train=False)
+  assert (jax.tree.map(jnp.shape, variables) ==
+          jax.tree.map(jnp.shape, pooled_last.init(jax.random.key(1), images, train=False)))
+  first = pooled_first.apply(variables, images, train=True, mutable=["batch_stats"])[0]
+  last = pooled_last.apply(variables, images, train=True, mutable=["batch_stats"])[0]
+  assert not np.allclose(first, last, atol=1e-3)
 
 
-@pytest.mark.parametrize("shape", [(2, 4, 6, 3), (2, 5, 7, 3)])
-def test_max_pool_matches_reduce_window_and_its_gradient(shape):
-  x = jax.random.normal(jax.random.key(0), shape)
+def test_max_pooling_inside_a_block_without_batch_norm_is_conv_bias_relu_pool():
+  """Without BatchNorm, '16M' (conv, max pool, bias, ReLU) is the usual conv, bias, ReLU,
+  max pool: max pooling commutes with adding a per-channel bias and with ReLU."""
+  images = jax.random.randint(jax.random.key(0), (4, 28, 28), 0, 256).astype(jnp.uint8)
+  model = _digit_net("8 16M")
+  variables = model.init(jax.random.key(1), images, train=False)
+  params = variables["params"]
+  # Random biases, so that the bias matters.
+  params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(2), p.shape), params)
 
-  def reference(x):
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+  def textbook(images):
+    x = (images.astype(jnp.float32)[..., None] / 255.0 - models.MNIST_MEAN) / models.MNIST_STD
+    for i in range(2):
+      x = jax.lax.conv_general_dilated(x, params[f"Conv_{i}"]["kernel"], (1, 1), "SAME",
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      x = jax.nn.relu(x + params[f"Bias_{i}"]["bias"])
+    x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    return x.reshape(4, -1) @ params["Dense_0"]["kernel"] + params["Dense_0"]["bias"]
 
-  y, reference_vjp = jax.vjp(reference, x)
-  y_fast, fast_vjp = jax.vjp(models.max_pool_2x2, x)
-  np.testing.assert_array_equal(y_fast, y)
-  grad = jax.random.normal(jax.random.key(1), y.shape)
-  np.testing.assert_array_equal(fast_vjp(grad)[0], reference_vjp(grad)[0])
+  np.testing.assert_allclose(model.apply({"params": params}, images, train=False),
+                             textbook(images), rtol=1e-5, atol=1e-5)
 
 
 def _model(sum_head, two_images=False):

@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from adder_jax import inference
+from adder_jax import input_pipeline
 from adder_jax import predict
+from adder_jax import train
 from conftest import assert_one_line_error, run_cli
 from test_preprocess import draw_digit, png_claiming_size
 
@@ -68,7 +70,10 @@ def test_python_function_matches_the_command_line(trained_workdir, images, capsy
   assert len({p.digit for p in predictions}) == 1
 
 
-def test_predictor_on_arrays(trained_workdir):
+def test_predictor_on_arrays(trained_workdir, monkeypatch):
+  # A trained model predicts without any MNIST data, and without a Trainer.
+  monkeypatch.setattr(input_pipeline, "load", lambda *args, **kwargs: pytest.fail("data read"))
+  monkeypatch.setattr(train.Trainer, "__init__", lambda *args: pytest.fail("a Trainer was built"))
   predictor = inference.Predictor(trained_workdir)
   assert predictor.step == 12
   digits = np.zeros((5, 28, 28), np.uint8)

@@ -3,8 +3,6 @@
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from adder_jax import checkpointing
 from adder_jax import reporting
 from adder_jax import train
-from conftest import REPO_ROOT, mock_mnist, small_config
+from conftest import mock_mnist, run_on_cpu_devices, small_config
 
 NUM_EXAMPLES = 120
 # Timings differ from run to run; everything else must not.
@@ -94,13 +92,27 @@ def test_rerun_of_a_finished_run_changes_nothing(reference_run):
   assert record == before[-1]
 
 
+def test_generic_gradients_give_the_metrics_of_the_cpu_kernels(reference_run, tmp_path):
+  config, workdir = reference_run
+  config = config.copy_and_resolve_references()
+  config.gradient_kernels = "generic"
+  generic = _train(config, tmp_path)
+  fast = reporting.read_metrics(str(workdir))[-1]
+  assert fast["step"] == generic["step"] == 6
+  for key in ("train_loss", "test_loss"):
+    np.testing.assert_allclose(generic[key], fast[key], rtol=1e-4)
+  for key in ("train_digit_accuracy", "train_sum_accuracy", "test_digit_accuracy",
+              "test_sum_accuracy", "test_sum_accuracy_all_pairs"):
+    # Float rounding differs between the two: at most one example may flip.
+    assert abs(generic[key] - fast[key]) <= 100.0 / NUM_EXAMPLES + 1e-9, key
+
+
 _RUN_ON_DEVICES = """
-import json, sys
-sys.path[:0] = [{repo!r}, {tests!r}]
+import json
 import jax
-from conftest import mock_mnist
-from adder_jax import train
 import ml_collections
+from adder_jax import train
+from conftest import mock_mnist
 config = ml_collections.ConfigDict(json.loads({config!r}))
 with mock_mnist(num_examples={n}):
   record = train.train_and_evaluate(config, {workdir!r})
@@ -110,13 +122,8 @@ print(json.dumps({{"devices": jax.device_count(), "record": record}}))
 
 def test_eight_devices_give_the_same_metrics_as_one(reference_run, tmp_path):
   config, workdir = reference_run
-  code = _RUN_ON_DEVICES.format(repo=REPO_ROOT, tests=os.path.join(REPO_ROOT, "tests"),
-                                config=config.to_json(), n=NUM_EXAMPLES, workdir=str(tmp_path))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                       timeout=300, check=True)
-  result = json.loads(out.stdout.strip().splitlines()[-1])
+  result = run_on_cpu_devices(_RUN_ON_DEVICES.format(config=config.to_json(), n=NUM_EXAMPLES,
+                                                     workdir=str(tmp_path)), timeout=300)
   assert result["devices"] == 8
   one_device = reporting.read_metrics(str(workdir))[-1]
   eight_devices = result["record"]
