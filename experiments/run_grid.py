@@ -1,4 +1,4 @@
-"""Does the network learn to add? Runs the grid of issue 5 and writes a markdown table.
+"""Does the network learn to add? Runs a grid of research options and writes a markdown table.
 
     python -m experiments.run_grid --data_dir=/tmp/tfds --output_dir=/tmp/grid
 
