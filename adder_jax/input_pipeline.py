@@ -19,6 +19,9 @@ from that process if it built the batch on the host.
 
 import dataclasses
 import os
+import socket
+import urllib.parse
+import urllib.request
 
 from absl import logging
 import jax
@@ -78,9 +81,12 @@ def prepare(data_config):
   else:
     logging.warning("%s is not prepared in %s: downloading it (with no network, pass "
                     "--config.data.manual_dir=DIR instead).", data_config.dataset, builder.data_dir)
-  download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   try:
-    builder.download_and_prepare(download_config=download_config)
+    if not manual_dir:
+      # tfds retries a failed download for minutes; an unreachable server fails here.
+      _check_reachable(getattr(builder, "URL", None))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   except Exception as e:  # tfds raises many unrelated types for a failed download.
     where = f"from {manual_dir}" if manual_dir else "by downloading it"
     reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -89,6 +95,25 @@ def prepare(data_config):
         f"({reason}); without a network, pass --config.data.manual_dir=DIR, a folder "
         "with the four MNIST IDX .gz files.") from e
   return builder
+
+
+# Seconds to wait for the download server to answer a connection.
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _check_reachable(url):
+  """Raises OSError unless a TCP connection to `url`'s server opens within
+  CONNECT_TIMEOUT_S. Skipped behind a proxy, which tfds's downloads go through."""
+  if not url:
+    return
+  parts = urllib.parse.urlsplit(url)
+  if not parts.hostname or urllib.request.getproxies().get(parts.scheme):
+    return
+  port = parts.port or (443 if parts.scheme == "https" else 80)
+  try:
+    socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
+  except OSError as e:
+    raise OSError(f"cannot reach {parts.hostname}: {e.strerror or e}") from e
 
 
 SPLITS = ("train", "test")

@@ -235,4 +235,4 @@ def _print_table(results):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -13,6 +13,8 @@ import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.testing import mocking
 
+from adder_jax import input_pipeline
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -27,8 +29,9 @@ def mock_mnist(num_examples):
   tfds 4.9.10's mock binds `__getitems__` without its `self` argument, so batch reads
   fail; the patch below supplies the same fake examples without it.
   """
+  # The mock replaces tfds's download; the connection check before it must not run either.
   with mock.patch.object(mocking, "_getitems", _getitems), tfds.testing.mock_data(
-      num_examples=num_examples):
+      num_examples=num_examples), mock.patch.object(input_pipeline, "_check_reachable"):
     yield
 
 

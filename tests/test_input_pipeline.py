@@ -1,8 +1,11 @@
 """Loading MNIST through tfds, and pairing images with numbers."""
 
+import socket
+
 import jax
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from adder_jax import input_pipeline
 from adder_jax.errors import UserError
@@ -29,6 +32,35 @@ def test_missing_manual_dir_is_a_clear_error(smoke_config, tmp_path):
   smoke_config.data.manual_dir = str(tmp_path / "nowhere")
   with pytest.raises(UserError, match="not a directory"):
     input_pipeline.load(smoke_config.data)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+  """Every connection fails at once, as with no DNS; records (address, timeout) tried."""
+  attempts = []
+
+  def unreachable(address, timeout=None, **kwargs):
+    attempts.append((address, timeout))
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+  monkeypatch.setattr(socket, "create_connection", unreachable)
+  for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy",
+               "ALL_PROXY"):
+    monkeypatch.delenv(name, raising=False)
+  return attempts
+
+
+def test_no_network_fails_at_once_instead_of_retrying(smoke_config, no_network, monkeypatch):
+  def download(*args, **kwargs):
+    raise AssertionError("tfds's download (which retries for minutes) was started")
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", download)
+  with pytest.raises(UserError) as raised:
+    input_pipeline.load(smoke_config.data)
+  message = str(raised.value)
+  assert "by downloading it (cannot reach storage.googleapis.com: Name or service not known)" \
+      in message and "--config.data.manual_dir=DIR" in message and "\n" not in message
+  assert no_network == [(("storage.googleapis.com", 443), input_pipeline.CONNECT_TIMEOUT_S)]
 
 
 def _plan(key, epoch, num_examples, batch_size, allowed=None, labels=None):

@@ -3,6 +3,9 @@
 import os
 import subprocess
 import sys
+import textwrap
+
+import pytest
 
 from conftest import REPO_ROOT
 
@@ -15,11 +18,36 @@ def _main(*args, devices=1):
       cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_misspelt_config_field_is_rejected(tmp_path):
-  result = _main(f"--workdir={tmp_path}", "--config.nmu_epochs=3")
-  assert result.returncode != 0
-  assert "nmu_epochs" in result.stderr
-  assert not os.path.exists(tmp_path / "metrics.jsonl")
+@pytest.mark.parametrize("override, message", [
+    ("--config.learning_rate=-1",
+     "config has no field 'learning_rate'; did you mean 'optimizer.learning_rate'?"),
+    ("--config.nmu_epochs=3", "config has no field 'nmu_epochs'; did you mean 'num_epochs'?"),
+    ("--config.optimizer.learnin_rate=0.1",
+     "config has no field 'optimizer.learnin_rate'; did you mean 'optimizer.learning_rate'?"),
+])
+def test_misspelt_config_field_names_the_closest_fields(tmp_path, override, message):
+  result = _main(f"--workdir={tmp_path / 'run'}", override)
+  assert result.returncode == 2
+  assert result.stderr == f"error: {message}\n"
+  assert not os.path.exists(tmp_path / "run")  # Before any work.
+
+
+def test_benchmark_names_the_closest_config_field():
+  result = subprocess.run(
+      [sys.executable, "-m", "benchmarks.benchmark", "--config", "configs/smoke.py",
+       "--config.batch_sise=64"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  assert result.stderr == "error: config has no field 'batch_sise'; did you mean 'batch_size'?\n"
+
+
+def test_a_config_file_that_does_not_load_is_a_one_line_error(tmp_path):
+  broken = tmp_path / "broken.py"
+  broken.write_text("def get_config():\n  return undefined_name\n")
+  for config_file in (str(broken), str(tmp_path / "missing.py")):
+    result = _main(f"--workdir={tmp_path / 'run'}", f"--config={config_file}")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: cannot load the config file {config_file} (")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 def test_batch_size_not_divisible_by_devices_is_a_one_line_error(tmp_path):
@@ -38,3 +66,43 @@ def test_missing_data_without_network_names_the_manual_dir_option(tmp_path):
   errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
   assert len(errors) == 1 and result.stderr.strip().endswith(errors[0])
   assert "manual_dir" in errors[0] and "Traceback" not in result.stderr
+
+
+def test_library_advice_is_kept_off_the_terminal_unless_asked_for():
+  """tfds's 'OpenCV is not installed' warning, logged while MNIST is read, is chatter;
+  adder_jax's own warnings and every library's errors stay; --verbosity=0 shows all."""
+  script = textwrap.dedent("""
+      import io, socket, tempfile
+      from absl import logging
+      import ml_collections
+      import numpy as np
+      import PIL.Image
+      import tensorflow_datasets as tfds
+      from adder_jax import cli, input_pipeline
+      from adder_jax.errors import UserError
+
+      def no_network(*args, **kwargs):
+        raise OSError("no network")
+
+      def main(argv):
+        cli.quiet_library_logs()
+        png = io.BytesIO()
+        PIL.Image.fromarray(np.zeros((28, 28), np.uint8)).save(png, format="PNG")
+        tfds.features.Image(shape=(28, 28, 1)).decode_example_np(png.getvalue())
+        logging.error("a library error")
+        socket.create_connection = no_network
+        try:  # Warns that MNIST is not prepared, then fails to reach the server.
+          input_pipeline.prepare(ml_collections.ConfigDict(
+              {"dataset": "mnist", "data_dir": tempfile.mkdtemp(), "manual_dir": None}))
+        except UserError:
+          pass
+
+      cli.run(main)
+  """)
+  quiet, verbose = (subprocess.run([sys.executable, "-c", script, *args], cwd=REPO_ROOT,
+                                   capture_output=True, text=True, timeout=120)
+                    for args in ([], ["--verbosity=0"]))
+  assert quiet.returncode == verbose.returncode == 0, quiet.stderr + verbose.stderr
+  assert "OpenCV" not in quiet.stderr and "OpenCV" in verbose.stderr
+  for result in (quiet, verbose):
+    assert "a library error" in result.stderr and "mnist is not prepared in" in result.stderr
