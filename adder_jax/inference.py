@@ -83,7 +83,8 @@ def check_has_checkpoint(workdir):
 
 
 def restore_latest(workdir, task, mesh):
-  """The TrainState of the latest checkpoint in `workdir`, replicated over `mesh`.
+  """The TrainState of the newest checkpoint in `workdir` that restores (damaged ones
+  are skipped with a warning, see checkpointing.py), replicated over `mesh`.
 
   Args:
     workdir: a training workdir with at least one checkpoint.
@@ -91,7 +92,7 @@ def restore_latest(workdir, task, mesh):
     mesh: the devices to place the state on.
 
   Raises:
-    UserError: the checkpoint does not fit the task's config.
+    UserError: the checkpoint does not fit the task's config, or none restores.
   """
   # The optimizer only shapes the restored state: its state's structure does not
   # depend on the schedule's length, so any step count will do.

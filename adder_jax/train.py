@@ -32,6 +32,7 @@ from adder_jax import reporting
 from adder_jax import sharding
 from adder_jax import steps
 from adder_jax import tasks
+from adder_jax import workdir_lock
 from adder_jax.errors import UserError
 
 
@@ -145,12 +146,23 @@ def train_and_evaluate(config, workdir):
 
   Raises:
     interrupts.TrainingInterrupted: on Ctrl-C, after saving a checkpoint.
+    UserError: a bad config, or another run holds the workdir (see workdir_lock.py).
   """
   config_checks.validate(config)
   mesh = sharding.create_mesh()
   config_checks.check_batches_split(config, mesh.size)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  lock = workdir_lock.WorkdirLock(workdir)
+  # Process 0 alone takes the lock; if it cannot, every process stops.
+  distributed.chief_first(lambda: distributed.is_chief() and lock.acquire())
+  try:
+    return _train_and_evaluate(config, workdir, mesh)
+  finally:
+    lock.release()
+
+
+def _train_and_evaluate(config, workdir, mesh):
   distributed.chief_first(lambda: input_pipeline.prepare(config.data))
   data = input_pipeline.load(config.data)
   distributed.check_same_on_all_processes(
@@ -164,6 +176,8 @@ def train_and_evaluate(config, workdir):
   checkpointer = checkpointing.Checkpointer(workdir)
   chief = distributed.is_chief()
   state = trainer.restore(checkpointer)
+  if checkpointer.damaged_steps:
+    distributed.chief_first(lambda: checkpointer.set_aside_damaged(move=chief))
   if state is None:
     state = trainer.init_state()
     if chief:

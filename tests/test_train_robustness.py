@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -124,24 +123,11 @@ def test_ctrl_c_saves_a_checkpoint_and_rerunning_resumes(trained_workdir, tmp_pa
     assert resumed[-1][key] == pytest.approx(unbroken[-1][key], rel=1e-5)
 
 
-# Runs training under mock MNIST in a child process, as `python -m adder_jax.main` does.
-_MAIN_ON_MOCK_DATA = textwrap.dedent("""
-    import sys
-    sys.path[:0] = [{repo!r}, {tests!r}]
-    from absl import app
-    from conftest import mock_mnist
-    from adder_jax import main
-    with mock_mnist({examples}):
-      app.run(main.main, argv=["main"] + sys.argv[1:])
-""")
-
-
 def test_ctrl_c_from_the_terminal(tmp_path):
   workdir = tmp_path / "workdir"
-  script = _MAIN_ON_MOCK_DATA.format(repo=REPO_ROOT, tests=os.path.join(REPO_ROOT, "tests"),
-                                     examples=MOCK_EXAMPLES)
   process = subprocess.Popen(
-      [sys.executable, "-c", script, "--config", "configs/smoke.py", "--workdir", str(workdir),
+      [sys.executable, "-m", "tests.mock_main", f"--mock_num_examples={MOCK_EXAMPLES}",
+       "--config", "configs/smoke.py", "--workdir", str(workdir),
        "--config.num_epochs=1000", "--config.batch_size=32", "--config.eval_batch_size=40",
        "--config.steps_per_chunk=3", f"--config.data.data_dir={tmp_path / 'tfds'}"],
       cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
