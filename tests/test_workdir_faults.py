@@ -196,6 +196,9 @@ def test_runs_killed_at_any_moment_end_like_an_unbroken_run(tmp_path):
     run = mock_main(killed, "--config.num_epochs=3", kill_at=kill_at)
     assert run.returncode == -signal.SIGKILL, (kill_at, run.stderr)
     assert "Traceback" not in run.stderr, run.stderr
+    if kill_at.startswith("save"):  # Killed while orbax was still writing the checkpoint.
+      assert any(name.endswith("orbax-checkpoint-tmp")
+                 for name in os.listdir(killed / "workdir" / "checkpoints"))
   final = mock_main(killed, "--config.num_epochs=3")
   assert final.returncode == 0, final.stderr
   assert "Traceback" not in final.stderr
