@@ -2,9 +2,20 @@
 
 MNIST digits are white on black, scaled to fit a 20x20 box with their aspect ratio
 kept, and placed in a 28x28 field so that their centre of mass is at the centre. A
-photo or drawing of a digit (PNG, JPEG or BMP, any size, grey, RGB or RGBA, dark on
-light or light on dark) goes through the same steps here, so the network sees what it
-was trained on. Every problem with a file is a `UserError` naming the file.
+scan, photo or drawing of a digit (PNG, JPEG or BMP, any size, grey, RGB or RGBA, dark
+on light or light on dark) is first reduced to its ink the way a person would see it:
+
+1. the page's uneven lighting is estimated (a smooth surface fitted to the page) and
+   removed;
+2. ink is whichever side of the page the image's long tail lies on (dark ink on paper,
+   or a light digit on black);
+3. ink is told from paper by a threshold chosen from the image (Otsu's), never below
+   the image's own noise level;
+4. the digit is the heaviest connected ink region, with the regions near it that are not
+   specks; regions on the image's edge (a page edge) give way to one inside it.
+
+Then the digit goes through MNIST's steps, so the network sees what it was trained on.
+Every problem with a file is a `UserError` naming the file.
 """
 
 import os
@@ -13,6 +24,9 @@ import warnings
 import numpy as np
 from PIL import Image
 from PIL import ImageOps
+from skimage import filters
+from skimage import measure
+from skimage import morphology
 
 from adder_jax import input_pipeline
 from adder_jax.errors import UserError
@@ -25,9 +39,16 @@ MAX_PIXELS = 50_000_000
 DIGIT_BOX = 20
 # Images whose grey levels span less than this (of 255) show no digit.
 MIN_CONTRAST = 16
-# Ink fainter than this fraction of the strongest ink is treated as background, so
-# that faint smudges and compression noise do not widen the digit's bounding box.
-INK_FLOOR_FRACTION = 0.02
+# Ink must stand out from the page by this many times the image's noise (the robust
+# standard deviation of the page around its fitted lighting).
+NOISE_SIGMAS = 5.0
+# Ink regions lighter than this fraction of the digit's heaviest region are specks.
+SPECK_FRACTION = 0.1
+# Regions further from the digit than this fraction of its size belong to something else.
+NEARBY_FRACTION = 0.5
+# Ink is scaled so that this percentile of the digit's ink is full white, as MNIST's
+# strokes are in their middle.
+STROKE_PERCENTILE = 90
 
 
 def load_digit(path, max_pixels=MAX_PIXELS):
@@ -54,11 +75,16 @@ def mnist_style(grey, name="image"):
   if high - low < MIN_CONTRAST:
     raise UserError(f"{name} is one flat colour (grey levels {low:.0f}-{high:.0f}); "
                     "it shows no digit.")
-  ink = _ink(grey)
-  if not ink.any():
+  ink, mask = _ink(grey)
+  digit_mask = _digit_regions(mask, ink)
+  if digit_mask is None:
     raise UserError(f"{name} shows no digit: nothing stands out from its background noise.")
-  rows, cols = np.nonzero(ink)
-  digit = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+  rows, cols = np.nonzero(digit_mask)
+  # The strokes' soft edges, just outside the thresholded ink, are part of the digit.
+  keep = morphology.dilation(digit_mask, morphology.disk(_edge_width(grey.shape)))
+  digit = np.where(keep, ink, 0.0)[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+  strokes = np.percentile(ink[digit_mask], STROKE_PERCENTILE)
+  digit = np.clip(digit * (255.0 / max(float(strokes), 1e-6)), 0.0, 255.0)
   digit = _fit_in_box(digit, DIGIT_BOX)
   return _centre_by_mass(digit, input_pipeline.IMAGE_SHAPE)
 
@@ -128,19 +154,98 @@ def _to_grey(image):
 
 
 def _ink(grey):
-  """How much ink each pixel holds: 0 on the background, 255 for the strongest ink.
+  """How much ink each pixel holds (0 on the page, up to 255), and which pixels are ink.
 
-  The background is the median of the border pixels; whichever side of it the
-  rest of the image lies on is ink, so light-on-dark and dark-on-light both work.
+  Returns:
+    (ink float32 [H, W], mask bool [H, W]).
   """
-  border = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
-  background = float(np.median(border))
-  ink = grey - background if grey.mean() >= background else background - grey
-  ink = np.clip(ink, 0.0, None)
-  border_noise = float(np.percentile(np.concatenate(
-      [ink[0], ink[-1], ink[1:-1, 0], ink[1:-1, -1]]), 99))
-  ink[ink <= max(INK_FLOOR_FRACTION * ink.max(), border_noise)] = 0.0
-  return ink * (255.0 / max(float(ink.max()), 1e-6))
+  residual = grey - _lighting(grey)
+  # The ink side is the one with the longer tail: the digit covers less than the page.
+  dark_ink = -np.percentile(residual, 0.5) > np.percentile(residual, 99.5)
+  ink = np.clip(-residual if dark_ink else residual, 0.0, None)
+  smooth = _smooth(-residual if dark_ink else residual)
+  # The noise is measured after smoothing, which lowers it (JPEG's blocky noise less so).
+  threshold = max(filters.threshold_otsu(np.clip(smooth, 0.0, None)),
+                  NOISE_SIGMAS * _robust_std(smooth))
+  return ink, smooth > threshold
+
+
+def _lighting(grey, iterations=4):
+  """The page's brightness without the digit: a quadratic surface fitted to the pixels
+  whose grey levels the image's border has (the page, mostly), then refitted a few
+  times without the pixels far from it (ink)."""
+  height, width = grey.shape
+  step = max(1, max(height, width) // 64)  # About 64x64 samples are plenty for a surface.
+  rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+  rows, cols = rows / max(height - 1, 1), cols / max(width - 1, 1)
+
+  def terms(r, c):
+    return np.stack([np.ones_like(r), r, c, r * r, r * c, c * c], axis=-1)
+
+  samples = terms(rows[::step, ::step], cols[::step, ::step]).reshape(-1, 6)
+  values = grey[::step, ::step].reshape(-1)
+  border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+  low, high = np.percentile(border, [10, 90])
+  margin = (high - low) / 2 + MIN_CONTRAST / 2
+  page = (values >= low - margin) & (values <= high + margin)
+  if page.sum() < samples.shape[1]:
+    page[:] = True
+  for _ in range(iterations):
+    coefficients = np.linalg.lstsq(samples[page], values[page], rcond=None)[0]
+    residual = values - samples @ coefficients
+    page = np.abs(residual) <= 2.5 * _robust_std(residual[page]) + 1e-3
+  return terms(rows, cols) @ coefficients
+
+
+def _robust_std(values):
+  """The standard deviation of the bulk of `values` (from the median absolute deviation),
+  which the minority of ink pixels does not inflate."""
+  return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+
+
+def _blur_sigma(shape):
+  """Smoothing before thresholding, in pixels: none for MNIST-sized images, about one
+  pixel for a 400x400 photo, more for larger ones."""
+  return max(shape) / 400.0 if max(shape) >= 100 else 0.0
+
+
+def _smooth(image):
+  sigma = _blur_sigma(image.shape)
+  return filters.gaussian(image, sigma=sigma, preserve_range=True) if sigma else image
+
+
+def _edge_width(shape):
+  return max(1, round(max(shape) / 200))
+
+
+def _digit_regions(mask, ink):
+  """The mask of the digit's ink regions in `mask`, or None if there is no ink."""
+  labels = measure.label(mask, connectivity=2)
+  regions = measure.regionprops(labels, intensity_image=ink)
+  if not regions:
+    return None
+  mass = {r.label: r.area * r.intensity_mean for r in regions}
+  height, width = mask.shape
+
+  def on_edge(region):
+    top, left, bottom, right = region.bbox
+    return top == 0 or left == 0 or bottom == height or right == width
+
+  heaviest = max(regions, key=lambda r: mass[r.label])
+  inside = [r for r in regions if not on_edge(r)]
+  if inside:
+    heaviest_inside = max(inside, key=lambda r: mass[r.label])
+    if on_edge(heaviest) and mass[heaviest_inside.label] >= SPECK_FRACTION * mass[heaviest.label]:
+      heaviest = heaviest_inside  # The heavier region is a page edge or a shadow.
+  top, left, bottom, right = heaviest.bbox
+  reach = NEARBY_FRACTION * max(bottom - top, right - left)
+  keep = [r.label for r in regions
+          if mass[r.label] >= SPECK_FRACTION * mass[heaviest.label]
+          # A page edge joins the digit only if the digit itself reaches the edge.
+          and (not on_edge(r) or on_edge(heaviest))
+          and r.bbox[0] < bottom + reach and r.bbox[2] > top - reach
+          and r.bbox[1] < right + reach and r.bbox[3] > left - reach]
+  return np.isin(labels, keep)
 
 
 def _fit_in_box(digit, box):

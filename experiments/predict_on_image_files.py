@@ -1,9 +1,10 @@
 """How well `python -m adder_jax.predict` reads real MNIST digits saved as image files.
 
-  python experiments/predict_on_image_files.py --workdir /tmp/wd_issue4
+  python -m experiments.predict_on_image_files --workdir /tmp/wd --mnist_dir DIR
 
-Saves a fixed random sample of MNIST test images as 28x28 PNG files, and the same
-images inverted (black on white) and resized to 280x280 as JPEG files, runs the
+Saves a fixed random sample of MNIST test images as 28x28 PNG files, the same images
+inverted (black on white) and resized to 280x280 as JPEG files, and photo-like JPEGs of
+them (see photo_digits.py), runs the
 predict command line on each set with a random number 0-9 per image, and prints the
 digit accuracy, the sum accuracy and how often both are right. The test images come
 from the raw IDX files, independently of the tfds pipeline that training reads.
@@ -12,6 +13,7 @@ from the raw IDX files, independently of the tfds pipeline that training reads.
 import gzip
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import tempfile
@@ -21,11 +23,14 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
+from experiments import photo_digits
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 flags.DEFINE_string("workdir", None, "Training workdir whose model predicts.", required=True)
-flags.DEFINE_string("mnist_dir", os.path.join(REPO_ROOT, "..", "shared", "mnist"),
-                    "Folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz.")
+flags.DEFINE_string("mnist_dir", None,
+                    "Folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz.",
+                    required=True)
 flags.DEFINE_integer("count", 200, "How many test images to save and predict.")
 flags.DEFINE_integer("seed", 0, "Seeds the choice of images and their numbers.")
 flags.DEFINE_string("out_dir", None, "Where to save the image files (default: a temporary folder).")
@@ -37,9 +42,11 @@ def read_idx(path, header_bytes):
     return np.frombuffer(f.read(), np.uint8, offset=header_bytes)
 
 
-def save_sets(images, out_dir):
-  """Writes the two sets of files; returns {set name: [paths]}."""
-  sets = {"png_28x28": [], "inverted_jpeg_280x280": []}
+def save_sets(images, labels, out_dir):
+  """Writes the three sets of files; returns {set name: [paths]}."""
+  photos, _ = photo_digits.write_photos(pathlib.Path(out_dir), images, labels,
+                                        rendered_per_digit=0)
+  sets = {"png_28x28": [], "inverted_jpeg_280x280": [], "photo_like_jpeg_400x400": photos}
   for i, image in enumerate(images):
     path = os.path.join(out_dir, f"{i:03d}.png")
     Image.fromarray(image).save(path)
@@ -70,7 +77,7 @@ def main(argv):
   numbers = rng.integers(0, 10, FLAGS.count)
   out_dir = FLAGS.out_dir or tempfile.mkdtemp(prefix="predict_on_image_files_")
   os.makedirs(out_dir, exist_ok=True)
-  sets = save_sets(images[chosen], out_dir)
+  sets = save_sets(images[chosen], labels[chosen], out_dir)
   print(f"{FLAGS.count} MNIST test images (seed {FLAGS.seed}) saved in {out_dir}")
   for name, paths in sets.items():
     predictions = predict(FLAGS.workdir, paths, numbers)

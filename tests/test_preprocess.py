@@ -224,3 +224,27 @@ def test_flat_colour_with_jpeg_noise(tmp_path):
   noise = np.random.default_rng(0).integers(-3, 4, (64, 64))
   Image.fromarray((128 + noise).astype(np.uint8)).save(path, quality=50)
   check_error(path, "one flat colour")
+
+
+@pytest.mark.parametrize("size", [28, 400])
+def test_noise_alone_shows_no_digit(tmp_path, size):
+  noise = np.random.default_rng(0).normal(150, 10, (size, size))
+  path = tmp_path / "noise.jpg"
+  Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8)).save(path)
+  with pytest.raises(UserError, match="shows no digit"):
+    preprocess.load_digit(str(path))
+
+
+def test_a_page_edge_gives_way_to_the_digit(tmp_path):
+  """A dark band along the image's edge (the table beyond the page) outweighs the digit,
+  but the digit is what is read."""
+  def photo(with_edge):
+    page = np.full((400, 400), 180, np.uint8)
+    if with_edge:
+      page[:, :30] = 40
+    image = Image.fromarray(page)
+    ImageDraw.Draw(image).line([(200, 120), (240, 260)], fill=40, width=10)
+    path = tmp_path / f"edge_{with_edge}.png"
+    image.save(path)
+    return preprocess.load_digit(str(path))
+  np.testing.assert_array_equal(photo(with_edge=True), photo(with_edge=False))
