@@ -25,7 +25,6 @@ import subprocess
 import sys
 import time
 
-from absl import app
 from absl import flags
 import flax
 import jax
@@ -162,6 +161,13 @@ def median_of_runs(runs):
   return results
 
 
+def recorded_config(config):
+  """The config as JSON, without where this machine keeps MNIST (not part of the result)."""
+  recorded = json.loads(config.to_json())
+  recorded["data"].update(data_dir=None, manual_dir=None)
+  return recorded
+
+
 def _ratio(numerator, denominator):
   return round(numerator / denominator, 2) if numerator and denominator else None
 
@@ -193,8 +199,7 @@ def main(argv):
         run.update(benchmark_peer(FLAGS.peer, config.data.manual_dir, FLAGS.peer_target,
                                   FLAGS.peer_epochs, FLAGS.peer_steps, FLAGS.peer_threads))
       runs.append(run)
-    results = {"machine": machine(), "config": json.loads(config.to_json()),
-               **median_of_runs(runs)}
+    results = {"machine": machine(), "config": recorded_config(config), **median_of_runs(runs)}
     if FLAGS.peer:
       results["speedup_time_to_target"] = _ratio(results["peer_time_to_target_s"],
                                                  results["time_to_target_s"])
