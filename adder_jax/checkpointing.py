@@ -13,7 +13,7 @@ import sys
 import jax
 import orbax.checkpoint as ocp
 
-from adder_jax.errors import UserError
+from adder_jax.errors import UserError, first_line
 
 
 # Where training moves damaged checkpoints, beside WORKDIR/checkpoints.
@@ -73,7 +73,7 @@ class Checkpointer:
     try:
       metadata = self._manager.item_metadata(step)
     except Exception as e:  # pylint: disable=broad-except
-      raise _Damaged(_first_line(e)) from e
+      raise _Damaged(_root_cause(e)) from e
     saved = _shapes(metadata)
     # Checked up front: a restore that fails on a shape leaves orbax's reads of the
     # other arrays running, and they print tracebacks when the process exits.
@@ -86,7 +86,7 @@ class Checkpointer:
       return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
     except Exception as e:  # pylint: disable=broad-except
       # The structure and shapes fit (checked above), so what fails is the files.
-      raise _Damaged(_first_line(e)) from e
+      raise _Damaged(_root_cause(e)) from e
 
   def set_aside_damaged(self, move=True):
     """Moves the checkpoints `restore` found damaged to WORKDIR/damaged_checkpoints/ (if
@@ -119,13 +119,12 @@ def restore_target(abstract_state, sharding):
                       abstract_state)
 
 
-def _first_line(error):
-  """The first line of the innermost explicit cause of `error`: orbax wraps the error of
-  the file it could not read."""
+def _root_cause(error):
+  """The first line of the innermost explicit cause of `error` (at most 200 characters):
+  orbax wraps the error of the file it could not read."""
   while error.__cause__ is not None:
     error = error.__cause__
-  text = str(error).strip()
-  return text.splitlines()[0][:200] if text else type(error).__name__
+  return first_line(error)[:200]
 
 
 def _quiet_abandoned_reads():

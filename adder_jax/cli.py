@@ -13,7 +13,7 @@ from absl import flags
 from absl import logging
 import ml_collections
 
-from adder_jax.errors import UserError
+from adder_jax.errors import UserError, last_line
 
 # --config.optimizer.learning_rate=0.01, --config.optimizer.learning_rate 0.01 or, for a
 # boolean, --noconfig.field: the field's path is group 2.
@@ -52,8 +52,7 @@ def _config_flag_problem(argv):
     # A file that fails to load gives a config that raises when first read.
     fields = field_paths(flags.FLAGS["config"].parser.parse(path))
   except Exception as e:  # pylint: disable=broad-except
-    reason = str(e).strip().splitlines()[-1].strip() if str(e).strip() else type(e).__name__
-    return f"cannot load the config file {path} ({reason})."
+    return f"cannot load the config file {path} ({last_line(e)})."
   for arg in argv[1:]:
     match = _OVERRIDE.match(arg)
     if match and match.group(2) not in fields:

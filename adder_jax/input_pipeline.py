@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from adder_jax.constants import IMAGE_SHAPE, NUM_DIGITS
-from adder_jax.errors import UserError
+from adder_jax.errors import UserError, first_line
 
 # The files tfds's MNIST builder reads from a manual dir.
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -89,10 +89,9 @@ def prepare(data_config):
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   except Exception as e:  # tfds raises many unrelated types for a failed download.
     where = f"from {manual_dir}" if manual_dir else "by downloading it"
-    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise UserError(
         f"could not prepare {data_config.dataset} in {builder.data_dir} {where} "
-        f"({reason}); without a network, pass --config.data.manual_dir=DIR, a folder "
+        f"({first_line(e)}); without a network, pass --config.data.manual_dir=DIR, a folder "
         "with the four MNIST IDX .gz files.") from e
   return builder
 

@@ -29,7 +29,7 @@ from skimage import measure
 from skimage import morphology
 
 from adder_jax import input_pipeline
-from adder_jax.errors import UserError
+from adder_jax.errors import UserError, first_line
 
 FORMATS = ("PNG", "JPEG", "BMP")
 # Larger images are refused before their pixels are decoded: a small compressed file
@@ -118,8 +118,7 @@ def _read_grey(path, max_pixels):
     raise UserError(f"cannot read image file {path} ({e.strerror}).") from e
   except (OSError, SyntaxError, ValueError, EOFError) as e:
     # PIL reports damaged data with any of these, depending on the format.
-    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise UserError(f"image file {path} is truncated or corrupt ({reason}).") from e
+    raise UserError(f"image file {path} is truncated or corrupt ({first_line(e)}).") from e
   return _to_grey(image)
 
 
