@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -68,6 +69,13 @@ def trained_workdir(tmp_path_factory):
   with mock_mnist(MOCK_EXAMPLES):
     train.train_and_evaluate(small_config(root / "tfds"), str(root / "workdir"))
   return str(root / "workdir")
+
+
+def copy_of(trained_workdir, tmp_path):
+  """A copy of `trained_workdir` in tmp_path/workdir, for a test that changes it."""
+  workdir = str(tmp_path / "workdir")
+  shutil.copytree(trained_workdir, workdir)
+  return workdir
 
 
 def run_cli(module, args, capsys):

@@ -4,7 +4,6 @@ loss, an incompatible checkpoint, Ctrl-C, and a metrics file that is never torn.
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +15,9 @@ from adder_jax import checkpointing
 from adder_jax import interrupts
 from adder_jax import reporting
 from adder_jax import train
+from adder_jax import workdir_lock
 from adder_jax.errors import UserError
-from conftest import MOCK_EXAMPLES, REPO_ROOT, mock_mnist, small_config
+from conftest import MOCK_EXAMPLES, REPO_ROOT, copy_of, mock_mnist, small_config
 
 
 @pytest.mark.parametrize("field, value", [
@@ -57,12 +57,6 @@ def test_command_line_reports_a_bad_config_in_one_line(tmp_path):
                            "got -0.1.\n")
 
 
-def copy_of(trained_workdir, tmp_path):
-  workdir = str(tmp_path / "workdir")
-  shutil.copytree(trained_workdir, workdir)
-  return workdir
-
-
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained_workdir, tmp_path):
   workdir = copy_of(trained_workdir, tmp_path)  # 2 epochs trained, checkpoint at step 12.
   config = small_config(tmp_path / "tfds")
@@ -84,6 +78,8 @@ def test_resuming_with_another_model_config(trained_workdir, tmp_path):
   config.model.dense_features = (128,)
   with mock_mnist(MOCK_EXAMPLES), pytest.raises(UserError, match="does not fit this model"):
     train.train_and_evaluate(config, workdir)
+  with workdir_lock.WorkdirLock(workdir):  # The failed run released the workdir's lock.
+    pass
 
 
 def test_ctrl_c_saves_a_checkpoint_and_rerunning_resumes(trained_workdir, tmp_path,

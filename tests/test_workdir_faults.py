@@ -4,7 +4,6 @@ checkpoints. Runs of the command line are real processes (tests/mock_main.py).""
 import glob
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,9 +18,8 @@ from adder_jax import evaluate
 from adder_jax import reporting
 from adder_jax import train
 from adder_jax import workdir_lock
-from adder_jax.errors import UserError
-from conftest import MOCK_EXAMPLES, REPO_ROOT, assert_one_line_error, mock_mnist, run_cli
-from conftest import small_config
+from conftest import MOCK_EXAMPLES, REPO_ROOT, assert_one_line_error, copy_of, mock_mnist
+from conftest import run_cli, small_config
 
 
 def mock_main(tmp_path, *args, kill_at=None, background=False):
@@ -71,29 +69,12 @@ def test_a_busy_workdir_is_refused_and_a_dead_runs_lock_taken_over(tmp_path):
   assert read_lock(workdir) == ""  # Released at the end.
 
 
-def test_the_lock_is_released_when_training_fails(trained_workdir, tmp_path):
-  workdir = copy_of(trained_workdir, tmp_path)
-  config = small_config(tmp_path / "tfds")
-  config.num_epochs = 3
-  config.model.dense_features = (128,)
-  with mock_mnist(MOCK_EXAMPLES), pytest.raises(UserError, match="does not fit this model"):
-    train.train_and_evaluate(config, workdir)
-  with workdir_lock.WorkdirLock(workdir):  # Free again.
-    pass
-
-
 def test_evaluate_reads_a_workdir_that_a_run_holds(trained_workdir, tmp_path, capsys):
   workdir = copy_of(trained_workdir, tmp_path)
   with workdir_lock.WorkdirLock(workdir), mock_mnist(MOCK_EXAMPLES):
     status, out, err = run_cli(evaluate, ["--workdir", workdir], capsys)
   assert status == 0, err
   assert out.startswith("step 12, 200 test images:")
-
-
-def copy_of(trained_workdir, tmp_path):
-  workdir = str(tmp_path / "workdir")
-  shutil.copytree(trained_workdir, workdir)
-  return workdir
 
 
 # Ways a checkpoint's files get damaged: metadata overwritten with junk (the files orbax
