@@ -2,12 +2,13 @@
 
 `Predictor(workdir)` loads WORKDIR/config.json and the latest checkpoint; its
 `predict` reads the digit in 28x28 images and adds numbers to it, and `predict_files`
-does the same for image files, preprocessed as MNIST was (see preprocess.py). In a
-notebook:
+does the same for image files, preprocessed as MNIST was (see preprocess.py). A file
+that cannot be read does not stop the others: its `Prediction` carries the `error`
+instead of a digit. In a notebook:
 
   from adder_jax import inference
   predictions = inference.predict_files("/tmp/workdir", ["seven.png"], numbers=3)
-  predictions[0].digit, predictions[0].sum
+  predictions[0].digit, predictions[0].sum, predictions[0].error
 """
 
 import dataclasses
@@ -19,6 +20,7 @@ from typing import Optional, Tuple
 import jax
 import ml_collections
 import numpy as np
+from PIL import Image
 
 from adder_jax import checkpointing
 from adder_jax import config_checks
@@ -29,23 +31,26 @@ from adder_jax import sharding
 from adder_jax import steps
 from adder_jax import tasks
 from adder_jax.constants import IMAGE_SHAPE, NUM_DIGITS
-from adder_jax.errors import UserError
+from adder_jax.errors import UserError, first_line
 
 CONFIG_FILE = "config.json"
 
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-  """What the model reads in one image, and the sum it makes with `number`."""
+  """What the model reads in one image, and the sum it makes with `number`; or, for
+  an image file that could not be read, why (`error`, the prediction fields None)."""
 
   image: Optional[str]  # The file it was read from, if any.
   number: int
-  digit: int
-  digit_probability: float
-  sum: int
-  sum_probability: float
-  digit_probabilities: Tuple[float, ...]  # Over the digits 0-9.
-  sum_probabilities: Tuple[float, ...]  # Over the sums 0-18.
+  digit: Optional[int] = None
+  digit_probability: Optional[float] = None
+  sum: Optional[int] = None
+  sum_probability: Optional[float] = None
+  digit_probabilities: Optional[Tuple[float, ...]] = None  # Over the digits 0-9.
+  sum_probabilities: Optional[Tuple[float, ...]] = None  # Over the sums 0-18.
+  preprocessed_file: Optional[str] = None  # The PNG of the 28x28 input, if saved.
+  error: Optional[str] = None  # Why the image file could not be read.
 
 
 def load_config(workdir):
@@ -160,40 +165,94 @@ class Predictor:
           sum_probabilities=tuple(float(p) for p in sum_p)))
     return predictions
 
-  def predict_files(self, paths, numbers):
-    """`predict` on image files (PNG, JPEG or BMP), preprocessed as MNIST was."""
-    paths = list(paths)
-    check_numbers(numbers, len(paths))
-    return _with_paths(self.predict(load_digits(paths), numbers), paths)
+  def predict_files(self, paths, numbers, save_preprocessed=None):
+    """`predict` on image files (PNG, JPEG or BMP), preprocessed as MNIST was.
+
+    Args:
+      paths: image file paths.
+      numbers: the number 0-9 to add, one for all images or one per image.
+      save_preprocessed: a directory (made if missing) to write each image's 28x28
+        network input to, as INDEX_NAME.png, to see what the network saw; None
+        writes nothing.
+
+    Returns:
+      A `Prediction` per path, in order; those of files that cannot be read carry
+      their `error` and no digit.
+    """
+    paths = [str(path) for path in paths]
+    if not paths:
+      raise UserError("no image given.")
+    numbers = check_numbers(numbers, len(paths))
+    saved = preprocessed_paths(paths, save_preprocessed) if save_preprocessed else None
+    digits = read_digits(paths)
+    readable = [i for i, digit in enumerate(digits) if not isinstance(digit, UserError)]
+    results = [Prediction(image=path, number=int(number), error=str(digit))
+               for path, number, digit in zip(paths, numbers, digits)]
+    if not readable:
+      return results
+    if saved:
+      for i in readable:
+        _save_png(digits[i], saved[i])
+    predictions = self.predict(np.stack([digits[i] for i in readable]), numbers[readable])
+    for i, prediction in zip(readable, predictions):
+      results[i] = dataclasses.replace(prediction, image=paths[i],
+                                       preprocessed_file=saved[i] if saved else None)
+    return results
 
 
-def predict_files(workdir, paths, numbers):
-  """Loads the model trained in `workdir` and predicts on the image files at `paths`.
-
-  Args:
-    workdir: a training workdir (config.json and checkpoints).
-    paths: image file paths.
-    numbers: the number 0-9 to add, one for all images or one per image.
-
-  Returns:
-    A list of `Prediction`s, one per path.
-  """
+def predict_files(workdir, paths, numbers, save_preprocessed=None):
+  """Loads the model trained in `workdir` and predicts on the image files at `paths`:
+  `Predictor.predict_files`, whose arguments and result it shares."""
   paths = list(paths)
-  check_numbers(numbers, len(paths))
-  # The files are read before the model, so a bad file fails fast.
-  images = load_digits(paths)
-  return _with_paths(Predictor(workdir).predict(images, numbers), paths)
+  check_numbers(numbers, len(paths))  # Before the model loads, so a typo fails fast.
+  return Predictor(workdir).predict_files(paths, numbers, save_preprocessed)
 
 
-def load_digits(paths):
-  """uint8 [N, 28, 28]: the image files at `paths`, preprocessed as MNIST was."""
-  if not paths:
-    raise UserError("no image given.")
-  return np.stack([preprocess.load_digit(path) for path in paths])
+def read_digits(paths):
+  """Per path, its image file preprocessed as MNIST was (uint8 [28, 28]), or the
+  `UserError` that says why it cannot be read."""
+  digits = []
+  for path in paths:
+    try:
+      digits.append(preprocess.load_digit(path))
+    except UserError as e:
+      digits.append(e)
+  return digits
 
 
-def _with_paths(predictions, paths):
-  return [dataclasses.replace(p, image=path) for p, path in zip(predictions, paths)]
+def preprocessed_paths(paths, directory):
+  """Where to save the preprocessed 28x28 network input of each image in `paths`:
+  DIRECTORY/INDEX_NAME.png, the index keeping apart images of the same name. Makes
+  `directory`.
+
+  Raises:
+    UserError: one of those files is an input image, or `directory` cannot be made.
+  """
+  width = len(str(len(paths) - 1))
+  outputs = [os.path.join(directory, f"{i:0{width}d}_{_stem(path)}.png")
+             for i, path in enumerate(paths)]
+  inputs = {os.path.realpath(path) for path in paths}
+  for output in outputs:
+    if os.path.realpath(output) in inputs:
+      raise UserError(f"saving the preprocessed images in {directory} would overwrite "
+                      f"the input image {output}; choose another directory.")
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"cannot make the directory {directory} for the preprocessed "
+                    f"images ({e.strerror}).") from e
+  return outputs
+
+
+def _save_png(digit, path):
+  try:
+    Image.fromarray(digit).save(path)
+  except OSError as e:
+    raise UserError(f"cannot write the preprocessed image {path} ({first_line(e)}).") from e
+
+
+def _stem(path):
+  return os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "image"
 
 
 def check_numbers(numbers, count):

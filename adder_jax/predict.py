@@ -4,11 +4,18 @@
 
 prints the predicted digit and sum of every image with their probabilities; `--json`
 prints the same as a JSON list. Give `--number` once for all images or once per image.
-In Python, use `inference.predict_files`.
+`--save_preprocessed DIR` writes the 28x28 image the network read from each file, to
+tell a bad photo from a bad model.
+
+An image file that cannot be read gets a one-line `error:` on stderr (and, with
+`--json`, an entry with its `error`) while the others are predicted; the exit status
+is then 1. Bad flags, workdirs or checkpoints stop the command with status 2. In
+Python, use `inference.predict_files`.
 """
 
 import dataclasses
 import json
+import sys
 
 from absl import app
 from absl import flags
@@ -27,6 +34,8 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_multi_string("number", None, "The number 0-9 to add: once for all images, "
                             "or once per image in the same order.", flag_values=flag_values)
   flags.DEFINE_bool("json", False, "Print a JSON list instead of text.", flag_values=flag_values)
+  flags.DEFINE_string("save_preprocessed", None, "A directory to write each image's "
+                      "28x28 network input to, as INDEX_NAME.png.", flag_values=flag_values)
   flags.mark_flags_as_required(["workdir", "image", "number"], flag_values=flag_values)
 
 
@@ -42,9 +51,12 @@ def parse_numbers(texts):
 
 
 def format_text(prediction):
-  return (f"{prediction.image}: digit {prediction.digit} "
+  text = (f"{prediction.image}: digit {prediction.digit} "
           f"({100 * prediction.digit_probability:.1f}%), plus {prediction.number} "
           f"makes sum {prediction.sum} ({100 * prediction.sum_probability:.1f}%)")
+  if prediction.preprocessed_file:
+    text += f"; network input {prediction.preprocessed_file}"
+  return text
 
 
 def main(argv, flag_values=flags.FLAGS):
@@ -54,12 +66,17 @@ def main(argv, flag_values=flags.FLAGS):
   with cli.exit_on_user_error():
     runtime.setup()
     numbers = parse_numbers(flag_values.number)
-    predictions = inference.predict_files(flag_values.workdir, flag_values.image, numbers)
+    predictions = inference.predict_files(flag_values.workdir, flag_values.image, numbers,
+                                          flag_values.save_preprocessed)
+  for prediction in predictions:
+    if prediction.error:
+      print(f"error: {prediction.error}", file=sys.stderr)
+    elif not flag_values.json:
+      print(format_text(prediction))
   if flag_values.json:
     print(json.dumps([dataclasses.asdict(p) for p in predictions], indent=2))
-  else:
-    for prediction in predictions:
-      print(format_text(prediction))
+  if any(prediction.error for prediction in predictions):
+    sys.exit(1)
 
 
 if __name__ == "__main__":

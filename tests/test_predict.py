@@ -1,5 +1,6 @@
-"""Tests of `python -m adder_jax.predict` and `inference.predict_files`: output, and a
-one-line error with exit status 2 for every kind of bad input."""
+"""Tests of `python -m adder_jax.predict` and `inference.predict_files`: output, the
+saved network inputs, a batch that survives its unreadable files (an error line each,
+exit status 1), and a one-line error with exit status 2 for every other bad input."""
 
 import json
 import os
@@ -13,6 +14,7 @@ from PIL import Image
 from adder_jax import inference
 from adder_jax import input_pipeline
 from adder_jax import predict
+from adder_jax import preprocess
 from adder_jax import train
 from conftest import assert_one_line_error, run_cli
 from test_preprocess import draw_digit, png_claiming_size
@@ -82,7 +84,47 @@ def test_predictor_on_arrays(trained_workdir, monkeypatch):
   assert all(p.image is None for p in predictions)
 
 
-# Bad input: one line on stderr, exit status 2.
+def test_save_preprocessed_writes_what_the_network_read(trained_workdir, images, tmp_path,
+                                                       capsys):
+  # Two files of one name in different directories are saved apart.
+  (tmp_path / "other").mkdir()
+  same_name = str(tmp_path / "other" / "a.png")
+  draw_digit(ink=200).save(same_name)
+  paths = images + [same_name]
+  seen = tmp_path / "seen"
+  status, out, err = run_cli(predict, ["--workdir", trained_workdir, "--number", "3",
+                                       "--save_preprocessed", seen, *image_args(paths)], capsys)
+  assert status == 0, err
+  saved = [str(seen / name) for name in ("0_a.png", "1_b.png", "2_c.png", "3_a.png")]
+  assert sorted(os.listdir(seen)) == sorted(os.path.basename(p) for p in saved)
+  for line, path, saved_path in zip(out.strip().splitlines(), paths, saved):
+    assert line.startswith(path + ": digit ") and line.endswith(f"; network input {saved_path}")
+    np.testing.assert_array_equal(np.asarray(Image.open(saved_path)),
+                                  preprocess.load_digit(path))
+  predictions = inference.predict_files(trained_workdir, paths, 3, save_preprocessed=seen)
+  assert [p.preprocessed_file for p in predictions] == saved
+
+
+@pytest.mark.parametrize("make_target, message", [
+    (lambda tmp_path, images: os.path.dirname(images[0]), "would overwrite the input image"),
+    (lambda tmp_path, images: images[1], "cannot make the directory"),
+])
+def test_save_preprocessed_refuses_a_bad_directory(trained_workdir, images, tmp_path, capsys,
+                                                   make_target, message):
+  # a.png, the first image, would be saved as 0_a.png: make that an input too.
+  clash = os.path.join(os.path.dirname(images[0]), "0_a.png")
+  shutil.copy(images[0], clash)
+  paths = images + [clash]
+  before = {path: open(path, "rb").read() for path in paths}
+  status, out, err = run_cli(predict, ["--workdir", trained_workdir, "--number", "3",
+                                       "--save_preprocessed", make_target(tmp_path, images),
+                                       *image_args(paths)], capsys)
+  assert_one_line_error(status, err, message)
+  assert out == ""
+  assert {path: open(path, "rb").read() for path in before} == before
+
+
+# Unreadable image files: each gets an error line, the others their prediction.
 
 
 def make_truncated(path):
@@ -110,15 +152,80 @@ BAD_IMAGES = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(BAD_IMAGES))
-def test_bad_image_file(tmp_path, images, capsys, kind):
-  make, message = BAD_IMAGES[kind]
-  bad = tmp_path / f"{kind}.png"
-  make(bad)
-  # The files are checked before the workdir, so none is needed here.
+@pytest.fixture
+def bad_images(tmp_path):
+  """{path: words its error names}: one file of every kind that cannot be read."""
+  (tmp_path / "bad").mkdir()
+  expected = {}
+  for kind, (make, message) in sorted(BAD_IMAGES.items()):
+    path = tmp_path / "bad" / f"{kind}.png"
+    make(path)
+    expected[str(path)] = message
+  return expected
+
+
+def assert_error_line_per_file(status, err, expected):
+  assert status == 1, err
+  assert "Traceback" not in err
+  lines = err.strip().splitlines()
+  assert len(lines) == len(expected), err
+  for line, (path, message) in zip(lines, expected.items()):
+    assert line.startswith("error: ") and path in line and message in line, line
+
+
+def test_batch_survives_unreadable_files(trained_workdir, images, bad_images, capsys):
+  # Good and bad files interleaved: every good one is predicted, in order.
+  paths = [images[0], *bad_images, images[1], images[2]]
+  status, out, err = run_cli(predict, ["--workdir", trained_workdir, "--number", "3",
+                                       *image_args(paths)], capsys)
+  assert_error_line_per_file(status, err, bad_images)
+  lines = out.strip().splitlines()
+  assert [line.split(": digit ")[0] for line in lines] == images
+  # The same digits as when the good files are alone.
+  alone = inference.predict_files(trained_workdir, images, 3)
+  assert lines == [predict.format_text(p) for p in alone]
+
+
+def test_batch_survives_unreadable_files_in_json(trained_workdir, images, bad_images, capsys):
+  paths = [*bad_images, *images]
+  status, out, err = run_cli(predict, ["--workdir", trained_workdir, "--number", "3",
+                                       "--json", *image_args(paths)], capsys)
+  assert_error_line_per_file(status, err, bad_images)
+  entries = json.loads(out)
+  assert [entry["image"] for entry in entries] == paths
+  for entry, (path, message) in zip(entries, bad_images.items()):
+    assert message in entry["error"] and f"error: {entry['error']}" in err
+    assert entry["digit"] is None and entry["sum"] is None and entry["number"] == 3
+  for entry in entries[len(bad_images):]:
+    assert entry["error"] is None and 0 <= entry["digit"] <= 9
+
+
+def test_python_api_gives_the_error_of_each_unreadable_file(trained_workdir, images,
+                                                             bad_images, tmp_path):
+  paths = [images[0], *bad_images]
+  predictions = inference.predict_files(trained_workdir, paths, 3,
+                                        save_preprocessed=tmp_path / "seen")
+  assert predictions[0].error is None and predictions[0].digit is not None
+  for prediction, (path, message) in zip(predictions[1:], bad_images.items()):
+    assert prediction.image == path and message in prediction.error
+    assert prediction.digit is None and prediction.preprocessed_file is None
+  assert os.listdir(tmp_path / "seen") == [os.path.basename(predictions[0].preprocessed_file)]
+
+
+def test_no_readable_file(trained_workdir, bad_images, capsys):
+  status, out, err = run_cli(predict, ["--workdir", trained_workdir, "--number", "3",
+                                       *image_args(bad_images)], capsys)
+  assert_error_line_per_file(status, err, bad_images)
+  assert out == ""
+
+
+# Other bad input: one line on stderr, exit status 2.
+
+
+def test_bad_workdir_comes_before_bad_files(tmp_path, bad_images, capsys):
   status, out, err = run_cli(predict, ["--workdir", tmp_path / "no_workdir", "--number", "3",
-                                       *image_args([images[0], str(bad)])], capsys)
-  assert_one_line_error(status, err, str(bad), message)
+                                       *image_args(bad_images)], capsys)
+  assert_one_line_error(status, err, "does not exist")
   assert out == ""
 
 

@@ -45,7 +45,8 @@ def mnist_test_digits():
 
 
 def accuracy(predictor, paths, labels):
-  digits = np.array([p.digit for p in predictor.predict_files(paths, 0)])
+  # A file that cannot be read (digit None) counts as read wrong.
+  digits = np.array([-1 if p.error else p.digit for p in predictor.predict_files(paths, 0)])
   return 100.0 * float(np.mean(digits == np.asarray(labels)))
 
 
