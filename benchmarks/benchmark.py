@@ -3,14 +3,17 @@ r"""Training speed of a config: compile time, throughput, epoch time, time-to-ta
 Time-to-target is the training wall time from the first step until the test sum
 accuracy (fixed pairing) first reaches --target, evaluating --evals_per_epoch times per
 epoch; compile and evaluation time are measured and reported separately. With --peer it
-also runs the PyTorch reference on the same MNIST files in the same invocation (after
-adder_jax, never at the same time) and prints both side by side with the ratios. With
---repeats N it runs both N times, alternating, and reports the medians: the peer's speed
-varies from run to run by more than 10% on a small CPU.
+then trains the PyTorch peer (benchmarks/torch_reference.py, `pip install -e ".[bench]"`)
+on the same MNIST arrays in the same process, after adder_jax, never at the same time,
+and prints both side by side with the ratios. With --repeats N it runs both N times,
+alternating, and reports the medians: the peer's speed varies from run to run by more
+than 10% on a small CPU.
 
-  python -m benchmarks.benchmark --config configs/fast.py \
-      --config.data.manual_dir=~/mnist_raw --peer PATH/TO/torch_reference.py \
-      --output benchmark.json
+  python -m benchmarks.benchmark --config configs/fast.py --peer \
+      --output benchmarks/results/cpu_fast_vs_pytorch.json
+
+writes the results, with the machine, library versions and command, to the JSON file,
+and test sum accuracy against training seconds to the PNG of the same name.
 
 `--config.gradient_kernels=generic` times JAX's own autodiff gradients instead of the
 CPU kernels (see adder_jax/kernels.py); the config, and so that choice, is saved with
@@ -21,6 +24,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -29,7 +33,10 @@ from absl import flags
 import flax
 import jax
 import jaxlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from ml_collections import config_flags
+import optax
 
 from adder_jax import cli
 from adder_jax import config_checks
@@ -43,22 +50,23 @@ config_flags.DEFINE_config_file("config", None, "Training configuration file.", 
 flags.DEFINE_float("target", 99.3, "Test sum accuracy (%, fixed pairing) to reach.")
 flags.DEFINE_integer("evals_per_epoch", 10, "Test evaluations per epoch (time excluded).")
 flags.DEFINE_bool("stop_at_target", False, "Stop training once the target is reached.")
-flags.DEFINE_string("output", None, "Where to write the JSON results.")
-flags.DEFINE_string("peer", None, "Path of the PyTorch reference script to run side by side.")
+flags.DEFINE_string("output", None, "Where to write the JSON results; the plot goes beside "
+                    "it, with the extension .png.")
+flags.DEFINE_bool("peer", False, "Also train the PyTorch peer (benchmarks/torch_reference.py).")
 flags.DEFINE_float("peer_target", 99.2, "Test sum accuracy the peer's time-to-target uses.")
 flags.DEFINE_integer("peer_epochs", 5, "Epochs the peer trains.")
 flags.DEFINE_integer("peer_steps", 0, "If > 0, the peer stops each epoch after this many steps "
                      "(a throughput-only comparison).")
-flags.DEFINE_integer("peer_threads", 2, "torch.set_num_threads for the peer.")
+flags.DEFINE_integer("peer_threads", 0, "torch.set_num_threads for the peer (0: torch's own "
+                     "choice, one thread per core).")
 flags.DEFINE_integer("repeats", 1, "Runs of each side, alternating (adder_jax, peer, adder_jax, "
                      "...); the results are the medians of the runs, which are kept under 'runs'.")
 flags.mark_flags_as_required(["config"])
 
 
-def benchmark_adder_jax(config, target, evals_per_epoch, stop_at_target):
-  """Trains `config` from scratch, timing every chunk; returns the results dict."""
+def benchmark_adder_jax(config, data, target, evals_per_epoch, stop_at_target):
+  """Trains `config` from scratch on `data`, timing every chunk; returns the results dict."""
   config = config.copy_and_resolve_references()
-  data = input_pipeline.load(config.data)
   steps_per_epoch = len(data["train"]) // config.batch_size
   with config.unlocked():
     config.steps_per_chunk = max(1, steps_per_epoch // evals_per_epoch)
@@ -118,26 +126,34 @@ def benchmark_adder_jax(config, target, evals_per_epoch, stop_at_target):
   }
 
 
-def benchmark_peer(peer, mnist_dir, target, epochs, steps, threads):
-  """Runs the PyTorch reference; returns its results dict (time-to-target per epoch)."""
-  command = [sys.executable, peer, os.path.expanduser(mnist_dir), "--epochs", str(epochs),
-             "--threads", str(threads)]
-  if steps:
-    command += ["--steps", str(steps)]
-  print("peer:", " ".join(command), flush=True)
-  process = subprocess.run(command, capture_output=True, text=True)
-  if process.returncode:
-    raise UserError(f"the peer failed: {process.stderr.strip().splitlines()[-1]}")
-  history = json.loads(process.stdout.strip().splitlines()[-1])["epochs"]
-  reached = [e for e in history if e["sum_acc"] >= target]
-  total_images = sum(e["images_per_s"] * e["train_s"] for e in history)
+def benchmark_peer(data, target, epochs, max_steps):
+  """Trains the PyTorch peer on `data`; returns its results dict."""
+  from benchmarks import torch_reference  # pylint: disable=import-outside-toplevel
+  history = torch_reference.train_and_evaluate(
+      data["train"], data["test"], epochs=epochs, max_steps_per_epoch=max_steps,
+      log=lambda e: print(f"peer epoch {e['epoch']}: {e['train_seconds']:.1f} s, test digit "
+                          f"{e['test_digit_accuracy']:.2f}%, sum {e['test_sum_accuracy']:.2f}%",
+                          flush=True))
+  reached = [e for e in history if e["test_sum_accuracy"] >= target]
+  images = sum(e["images_per_second"] * e["train_seconds"] for e in history)
   return {
       "peer_target": target,
-      "peer_time_to_target_s": reached[0]["cumulative_train_s"] if reached else None,
+      "peer_time_to_target_s": reached[0]["cumulative_train_seconds"] if reached else None,
       "peer_epochs_to_target": reached[0]["epoch"] if reached else None,
-      "peer_images_per_second": round(total_images / sum(e["train_s"] for e in history), 1),
+      "peer_images_per_second": round(images / sum(e["train_seconds"] for e in history), 1),
       "peer_epochs": history,
   }
+
+
+def import_torch(threads):
+  """torch, with `threads` intra-op threads if > 0; a UserError if it is not installed."""
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise UserError(f"--peer needs PyTorch ({e}); install it with pip install -e \".[bench]\".") from e
+  if threads:
+    torch.set_num_threads(threads)
+  return torch
 
 
 # The measurements that vary from run to run; the rest (targets, accuracies, which are
@@ -162,22 +178,87 @@ def median_of_runs(runs):
 
 
 def recorded_config(config):
-  """The config as JSON, without where this machine keeps MNIST (not part of the result)."""
+  """The config as JSON, without where MNIST is kept (not part of the result)."""
   recorded = json.loads(config.to_json())
   recorded["data"].update(data_dir=None, manual_dir=None)
   return recorded
+
+
+# Flags whose values say where MNIST is kept: recorded as DIR.
+_PATH_FLAGS = ("--config.data.data_dir", "--config.data.manual_dir")
+
+
+def recorded_command(argv):
+  """The command line that ran, its MNIST paths replaced by DIR."""
+  args = []
+  for arg in argv[1:]:
+    name = arg.split("=", 1)[0]
+    args.append(f"{name}=DIR" if name in _PATH_FLAGS and "=" in arg else arg)
+  for i in range(len(args) - 1):  # '--config.data.data_dir DIR', space separated.
+    if args[i] in _PATH_FLAGS:
+      args[i + 1] = "DIR"
+  return "python -m benchmarks.benchmark " + shlex.join(args)
 
 
 def _ratio(numerator, denominator):
   return round(numerator / denominator, 2) if numerator and denominator else None
 
 
-def machine():
+def cpu_model():
+  """The CPU's name (from /proc/cpuinfo on Linux, sysctl on macOS), else its architecture."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  try:
+    return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return platform.processor() or platform.machine()
+
+
+def machine(torch=None):
+  """What the results were measured on: devices, CPU, library versions."""
   device = jax.devices()[0]
-  return {"platform": device.platform, "device_kind": device.device_kind,
-          "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
-          "processor": platform.processor() or platform.machine(), "jax": jax.__version__,
-          "jaxlib": jaxlib.__version__, "flax": flax.__version__, "python": platform.python_version()}
+  info = {"platform": device.platform, "device_kind": device.device_kind,
+          "device_count": jax.device_count(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+          "os": platform.platform(), "python": platform.python_version(),
+          "jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
+          "optax": optax.__version__}
+  if torch is not None:
+    info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+  return info
+
+
+def plot(results, path):
+  """Test sum accuracy against training seconds, adder_jax's and (if run) the peer's."""
+  figure = Figure(figsize=(7, 4.5))
+  FigureCanvasAgg(figure)
+  axes = figure.subplots()
+  evaluations = results["evaluations"]
+  axes.plot([e["train_seconds"] for e in evaluations],
+            [e["test_sum_accuracy"] for e in evaluations], ".-",
+            label=f"adder_jax ({results['config_file']})")
+  if "peer_epochs" in results:
+    epochs = results["peer_epochs"]
+    axes.plot([e["cumulative_train_seconds"] for e in epochs],
+              [e["test_sum_accuracy"] for e in epochs], "o-",
+              label="PyTorch peer (benchmarks/torch_reference.py)")
+  axes.axhline(results["target"], color="grey", linestyle=":", linewidth=1)
+  axes.set_ylim(97.0, 100.0)
+  axes.set_xlim(left=0)
+  axes.set_xlabel("training seconds (evaluation excluded)")
+  axes.set_ylabel("test sum accuracy (%, fixed pairing)")
+  info = results["machine"]
+  axes.set_title(f"{info['cpu']}, {info['cpu_count']} cores" if info["platform"] == "cpu"
+                 else info["device_kind"], fontsize=10)
+  axes.grid(alpha=0.3)
+  axes.legend(loc="lower right")
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
 
 
 def main(argv):
@@ -186,29 +267,36 @@ def main(argv):
   config = FLAGS.config
   with cli.exit_on_user_error():
     config_checks.validate(config)
-    runtime.setup([config.batch_size, config.eval_batch_size])
-    config_checks.check_batches_split(config, jax.device_count())
-    if FLAGS.peer and not config.data.manual_dir:
-      raise UserError("--peer needs --config.data.manual_dir=DIR (the IDX files both read).")
     if FLAGS.repeats < 1:
       raise UserError(f"--repeats must be at least 1, not {FLAGS.repeats}.")
+    torch = import_torch(FLAGS.peer_threads) if FLAGS.peer else None
+    runtime.setup([config.batch_size, config.eval_batch_size])
+    config_checks.check_batches_split(config, jax.device_count())
+    data = input_pipeline.load(config.data)
     runs = []
     for _ in range(FLAGS.repeats):
-      run = benchmark_adder_jax(config, FLAGS.target, FLAGS.evals_per_epoch, FLAGS.stop_at_target)
+      run = benchmark_adder_jax(config, data, FLAGS.target, FLAGS.evals_per_epoch,
+                                FLAGS.stop_at_target)
       if FLAGS.peer:
-        run.update(benchmark_peer(FLAGS.peer, config.data.manual_dir, FLAGS.peer_target,
-                                  FLAGS.peer_epochs, FLAGS.peer_steps, FLAGS.peer_threads))
+        run.update(benchmark_peer(data, FLAGS.peer_target, FLAGS.peer_epochs, FLAGS.peer_steps))
       runs.append(run)
-    results = {"machine": machine(), "config": recorded_config(config), **median_of_runs(runs)}
-    if FLAGS.peer:
-      results["speedup_time_to_target"] = _ratio(results["peer_time_to_target_s"],
-                                                 results["time_to_target_s"])
-      results["speedup_images_per_second"] = _ratio(results["images_per_second"],
-                                                    results["peer_images_per_second"])
+  results = {"command": recorded_command(sys.argv), "machine": machine(torch),
+             "config_file": _config_file(), "config": recorded_config(config),
+             **median_of_runs(runs)}
+  if FLAGS.peer:
+    results["speedup_time_to_target"] = _ratio(results["peer_time_to_target_s"],
+                                               results["time_to_target_s"])
+    results["speedup_images_per_second"] = _ratio(results["images_per_second"],
+                                                  results["peer_images_per_second"])
   _print_table(results)
   if FLAGS.output:
     with open(FLAGS.output, "w") as f:
       json.dump(results, f, indent=2)
+    plot(results, os.path.splitext(FLAGS.output)[0] + ".png")
+
+
+def _config_file():
+  return os.path.relpath(flags.FLAGS["config"].config_filename)
 
 
 def _print_table(results):
@@ -221,9 +309,9 @@ def _print_table(results):
            show(results.get("peer_time_to_target_s")) if "peer_target" in results else None),
           ("target (test sum acc %)", results["target"], results.get("peer_target")),
           ("final test digit acc %", round(results["final"]["test_digit_accuracy"], 2),
-           results["peer_epochs"][-1]["digit_acc"] if "peer_epochs" in results else None),
+           results["peer_epochs"][-1]["test_digit_accuracy"] if "peer_epochs" in results else None),
           ("final test sum acc %", round(results["final"]["test_sum_accuracy"], 2),
-           results["peer_epochs"][-1]["sum_acc"] if "peer_epochs" in results else None)]
+           results["peer_epochs"][-1]["test_sum_accuracy"] if "peer_epochs" in results else None)]
   print(f"\n{'':26s}{'adder_jax':>14s}{'peer':>14s}")
   for name, ours, peer in rows:
     print(f"{name:26s}{str(ours):>14s}{'' if peer is None else str(peer):>14s}")
