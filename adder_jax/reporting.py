@@ -15,8 +15,8 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def read_metrics(workdir):
-  """The complete records of WORKDIR/metrics.jsonl (a torn last line is ignored; only
-  files appended to by earlier versions can end with one)."""
+  """The complete records of WORKDIR/metrics.jsonl; a torn last line (a file appended
+  to in place and cut short; the writer below replaces the file whole) is ignored."""
   path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path):
     return []
