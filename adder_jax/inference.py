@@ -169,24 +169,23 @@ class Predictor:
     """`predict` on image files (PNG, JPEG or BMP), preprocessed as MNIST was.
 
     Args:
-      paths: image file paths.
+        paths: image file paths (or one path).
       numbers: the number 0-9 to add, one for all images or one per image.
       save_preprocessed: a directory (made if missing) to write each image's 28x28
-        network input to, as INDEX_NAME.png, to see what the network saw; None
-        writes nothing.
+        network input to, as INDEX_NAME.png (replacing a file of that name), to see
+        what the network saw; None writes nothing.
 
     Returns:
       A `Prediction` per path, in order; those of files that cannot be read carry
       their `error` and no digit.
     """
-    paths = [str(path) for path in paths]
-    if not paths:
-      raise UserError("no image given.")
+    paths = _path_list(paths)
     numbers = check_numbers(numbers, len(paths))
     saved = preprocessed_paths(paths, save_preprocessed) if save_preprocessed else None
     digits = read_digits(paths)
     readable = [i for i, digit in enumerate(digits) if not isinstance(digit, UserError)]
-    results = [Prediction(image=path, number=int(number), error=str(digit))
+    results = [Prediction(image=path, number=int(number),
+                          error=str(digit) if isinstance(digit, UserError) else None)
                for path, number, digit in zip(paths, numbers, digits)]
     if not readable:
       return results
@@ -203,9 +202,19 @@ class Predictor:
 def predict_files(workdir, paths, numbers, save_preprocessed=None):
   """Loads the model trained in `workdir` and predicts on the image files at `paths`:
   `Predictor.predict_files`, whose arguments and result it shares."""
-  paths = list(paths)
+  paths = _path_list(paths)
   check_numbers(numbers, len(paths))  # Before the model loads, so a typo fails fast.
   return Predictor(workdir).predict_files(paths, numbers, save_preprocessed)
+
+
+def _path_list(paths):
+  """`paths` (one path, or a sequence of them) as a non-empty list of str."""
+  if isinstance(paths, (str, os.PathLike)):
+    paths = [paths]
+  paths = [os.fspath(path) for path in paths]
+  if not paths:
+    raise UserError("no image given.")
+  return paths
 
 
 def read_digits(paths):
@@ -231,9 +240,8 @@ def preprocessed_paths(paths, directory):
   width = len(str(len(paths) - 1))
   outputs = [os.path.join(directory, f"{i:0{width}d}_{_stem(path)}.png")
              for i, path in enumerate(paths)]
-  inputs = {os.path.realpath(path) for path in paths}
   for output in outputs:
-    if os.path.realpath(output) in inputs:
+    if os.path.exists(output) and any(_same_file(output, path) for path in paths):
       raise UserError(f"saving the preprocessed images in {directory} would overwrite "
                       f"the input image {output}; choose another directory.")
   try:
@@ -242,6 +250,13 @@ def preprocessed_paths(paths, directory):
     raise UserError(f"cannot make the directory {directory} for the preprocessed "
                     f"images ({e.strerror}).") from e
   return outputs
+
+
+def _same_file(a, b):
+  try:
+    return os.path.samefile(a, b)
+  except OSError:
+    return False
 
 
 def _save_png(digit, path):

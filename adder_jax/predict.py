@@ -66,6 +66,8 @@ def main(argv, flag_values=flags.FLAGS):
   with cli.exit_on_user_error():
     runtime.setup()
     numbers = parse_numbers(flag_values.number)
+    if flag_values.save_preprocessed == "":
+      raise UserError("--save_preprocessed needs a directory.")
     predictions = inference.predict_files(flag_values.workdir, flag_values.image, numbers,
                                           flag_values.save_preprocessed)
   for prediction in predictions:

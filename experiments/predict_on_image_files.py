@@ -62,9 +62,10 @@ def predict(workdir, paths, numbers):
   for path, number in zip(paths, numbers):
     args += ["--image", path, "--number", str(number)]
   result = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-  if result.returncode not in (0, 1):  # 1: some files could not be read.
+  try:  # Exit status 1 with a JSON list: some files could not be read.
+    return json.loads(result.stdout)
+  except ValueError:
     sys.exit(f"predict failed ({result.returncode}):\n{result.stderr}")
-  return json.loads(result.stdout)
 
 
 def main(argv):

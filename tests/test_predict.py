@@ -4,6 +4,7 @@ exit status 1), and a one-line error with exit status 2 for every other bad inpu
 
 import json
 import os
+import pathlib
 import re
 import shutil
 
@@ -111,8 +112,8 @@ def test_save_preprocessed_writes_what_the_network_read(trained_workdir, images,
 ])
 def test_save_preprocessed_refuses_a_bad_directory(trained_workdir, images, tmp_path, capsys,
                                                    make_target, message):
-  # a.png, the first image, would be saved as 0_a.png: make that an input too.
-  clash = os.path.join(os.path.dirname(images[0]), "0_a.png")
+  # c.png, the third image, would be saved as 2_c.png beside it: make that an input too.
+  clash = os.path.join(os.path.dirname(images[0]), "2_c.png")
   shutil.copy(images[0], clash)
   paths = images + [clash]
   before = {path: open(path, "rb").read() for path in paths}
@@ -122,6 +123,9 @@ def test_save_preprocessed_refuses_a_bad_directory(trained_workdir, images, tmp_
   assert_one_line_error(status, err, message)
   assert out == ""
   assert {path: open(path, "rb").read() for path in before} == before
+  # Checked before anything is written.
+  assert not any(os.path.exists(os.path.join(os.path.dirname(images[0]), name))
+                 for name in ("0_a.png", "1_b.png", "3_2_c.png"))
 
 
 # Unreadable image files: each gets an error line, the others their prediction.
@@ -174,15 +178,19 @@ def assert_error_line_per_file(status, err, expected):
 
 
 def test_batch_survives_unreadable_files(trained_workdir, images, bad_images, capsys):
-  # Good and bad files interleaved: every good one is predicted, in order.
+  # Good and bad files interleaved, a number each: every good one is predicted, in order,
+  # with its own number.
   paths = [images[0], *bad_images, images[1], images[2]]
-  status, out, err = run_cli(predict, ["--workdir", trained_workdir, "--number", "3",
-                                       *image_args(paths)], capsys)
+  numbers = [str(i % 10) for i in range(len(paths))]
+  status, out, err = run_cli(predict, ["--workdir", trained_workdir, *image_args(paths),
+                                       *[arg for n in numbers for arg in ("--number", n)]],
+                             capsys)
   assert_error_line_per_file(status, err, bad_images)
   lines = out.strip().splitlines()
   assert [line.split(": digit ")[0] for line in lines] == images
-  # The same digits as when the good files are alone.
-  alone = inference.predict_files(trained_workdir, images, 3)
+  # The same digits and sums as when the good files are alone with their numbers.
+  alone = inference.predict_files(trained_workdir, images,
+                                  [int(numbers[0]), int(numbers[-2]), int(numbers[-1])])
   assert lines == [predict.format_text(p) for p in alone]
 
 
@@ -225,8 +233,15 @@ def test_no_readable_file(trained_workdir, bad_images, capsys):
 def test_bad_workdir_comes_before_bad_files(tmp_path, bad_images, capsys):
   status, out, err = run_cli(predict, ["--workdir", tmp_path / "no_workdir", "--number", "3",
                                        *image_args(bad_images)], capsys)
-  assert_one_line_error(status, err, "does not exist")
+  assert_one_line_error(status, err, "workdir", "does not exist")
   assert out == ""
+
+
+@pytest.mark.parametrize("as_path", [str, pathlib.Path])
+def test_python_api_takes_one_path(trained_workdir, images, as_path):
+  predictions = inference.predict_files(trained_workdir, as_path(images[0]), 3)
+  assert len(predictions) == 1 and predictions[0].image == images[0]
+  assert predictions[0].error is None
 
 
 @pytest.mark.parametrize("numbers, message", [
