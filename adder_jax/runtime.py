@@ -41,12 +41,17 @@ def use_cpu_cores(batch_sizes):
   if ("JAX_NUM_CPU_DEVICES" in os.environ
       or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")):
     return
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  count = max(n for n in range(1, (cores or 1) + 1) if all(b % n == 0 for b in batch_sizes))
+  count = max(n for n in range(1, usable_cores() + 1) if all(b % n == 0 for b in batch_sizes))
   try:
     jax.config.update("jax_num_cpu_devices", count)
   except RuntimeError:
     pass  # JAX has started already (a notebook, a test): its devices stay as they are.
+
+
+def usable_cores():
+  """The cores this process may run on (its CPU affinity, where the OS has one)."""
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return cores or 1
 
 
 # XLA:CPU hands large sums (bias gradients, BatchNorm statistics) to its YNN library,

@@ -5,7 +5,8 @@ accuracy (fixed pairing) first reaches --target, evaluating --evals_per_epoch ti
 epoch; compile and evaluation time are measured and reported separately. With --peer it
 then trains the PyTorch peer (benchmarks/torch_reference.py, `pip install -e ".[bench]"`)
 on the same MNIST arrays in the same process, after adder_jax, never at the same time,
-and prints both side by side with the ratios. With --repeats N it runs both N times,
+tested as often, with one thread per core, and prints both side by side with the ratios
+(time-to-target also with adder_jax's compile time added: the peer has none). With --repeats N it runs both N times,
 alternating, and reports the medians: the peer's speed varies from run to run by more
 than 10% on a small CPU.
 
@@ -57,8 +58,8 @@ flags.DEFINE_float("peer_target", 99.2, "Test sum accuracy the peer's time-to-ta
 flags.DEFINE_integer("peer_epochs", 5, "Epochs the peer trains.")
 flags.DEFINE_integer("peer_steps", 0, "If > 0, the peer stops each epoch after this many steps "
                      "(a throughput-only comparison).")
-flags.DEFINE_integer("peer_threads", 0, "torch.set_num_threads for the peer (0: torch's own "
-                     "choice, one thread per core).")
+flags.DEFINE_integer("peer_threads", 0, "torch.set_num_threads for the peer (0: one per core "
+                     "this process may use, as adder_jax's CPU devices).")
 flags.DEFINE_integer("repeats", 1, "Runs of each side, alternating (adder_jax, peer, adder_jax, "
                      "...); the results are the medians of the runs, which are kept under 'runs'.")
 flags.mark_flags_as_required(["config"])
@@ -126,33 +127,42 @@ def benchmark_adder_jax(config, data, target, evals_per_epoch, stop_at_target):
   }
 
 
-def benchmark_peer(data, target, epochs, max_steps):
-  """Trains the PyTorch peer on `data`; returns its results dict."""
+def benchmark_peer(data, target, epochs, max_steps, evals_per_epoch):
+  """Trains the PyTorch peer on `data`, testing it `evals_per_epoch` times an epoch as
+  adder_jax is; returns its results dict."""
   from benchmarks import torch_reference  # pylint: disable=import-outside-toplevel
   history = torch_reference.train_and_evaluate(
-      data["train"], data["test"], epochs=epochs, max_steps_per_epoch=max_steps,
-      log=lambda e: print(f"peer epoch {e['epoch']}: {e['train_seconds']:.1f} s, test digit "
-                          f"{e['test_digit_accuracy']:.2f}%, sum {e['test_sum_accuracy']:.2f}%",
-                          flush=True))
+      data["train"], data["test"], epochs=epochs, evals_per_epoch=evals_per_epoch,
+      max_steps_per_epoch=max_steps,
+      log=lambda e: print(f"peer epoch {e['epochs']:.2f}: {e['cumulative_train_seconds']:.1f} s, "
+                          f"test digit {e['test_digit_accuracy']:.2f}%, "
+                          f"sum {e['test_sum_accuracy']:.2f}%", flush=True))
+  return summarise_peer(history, target)
+
+
+def summarise_peer(history, target):
+  """The peer's results dict from its evaluation records."""
   reached = [e for e in history if e["test_sum_accuracy"] >= target]
-  images = sum(e["images_per_second"] * e["train_seconds"] for e in history)
+  # The first interval holds the warm-up, as adder_jax's first chunk does.
+  steady = history[1:] or history
+  images = sum(e["images_per_second"] * e["train_seconds"] for e in steady)
   return {
       "peer_target": target,
       "peer_time_to_target_s": reached[0]["cumulative_train_seconds"] if reached else None,
-      "peer_epochs_to_target": reached[0]["epoch"] if reached else None,
-      "peer_images_per_second": round(images / sum(e["train_seconds"] for e in history), 1),
-      "peer_epochs": history,
+      "peer_epochs_to_target": reached[0]["epochs"] if reached else None,
+      "peer_images_per_second": round(images / sum(e["train_seconds"] for e in steady), 1),
+      "peer_train_seconds": history[-1]["cumulative_train_seconds"],
+      "peer_evaluations": history,
   }
 
 
 def import_torch(threads):
-  """torch, with `threads` intra-op threads if > 0; a UserError if it is not installed."""
+  """torch with `threads` intra-op threads; a UserError if it is not installed."""
   try:
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError as e:
     raise UserError(f"--peer needs PyTorch ({e}); install it with pip install -e \".[bench]\".") from e
-  if threads:
-    torch.set_num_threads(threads)
+  torch.set_num_threads(threads)
   return torch
 
 
@@ -160,7 +170,7 @@ def import_torch(threads):
 # the same in every adder_jax run) come from the first run.
 TIMINGS = ("time_to_target_s", "epochs_to_target", "compile_s", "images_per_second",
            "train_seconds", "peer_time_to_target_s", "peer_epochs_to_target",
-           "peer_images_per_second")
+           "peer_images_per_second", "peer_train_seconds")
 
 
 def median_of_runs(runs):
@@ -185,19 +195,36 @@ def recorded_config(config):
 
 
 # Flags whose values say where MNIST is kept: recorded as DIR.
-_PATH_FLAGS = ("--config.data.data_dir", "--config.data.manual_dir")
+_PATH_FLAGS = ("config.data.data_dir", "config.data.manual_dir")
 
 
 def recorded_command(argv):
   """The command line that ran, its MNIST paths replaced by DIR."""
   args = []
   for arg in argv[1:]:
-    name = arg.split("=", 1)[0]
-    args.append(f"{name}=DIR" if name in _PATH_FLAGS and "=" in arg else arg)
+    name, equals, _ = arg.partition("=")
+    args.append(f"{name}=DIR" if equals and name.lstrip("-") in _PATH_FLAGS else arg)
   for i in range(len(args) - 1):  # '--config.data.data_dir DIR', space separated.
-    if args[i] in _PATH_FLAGS:
+    if args[i].lstrip("-") in _PATH_FLAGS:
       args[i + 1] = "DIR"
   return "python -m benchmarks.benchmark " + shlex.join(args)
+
+
+def check_output(path):
+  """Raises a UserError, before any training, if the results cannot go to `path`."""
+  if not path.endswith(".json"):
+    raise UserError(f"--output must name a .json file (the plot goes beside it), got {path!r}.")
+  directory = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(directory):
+    raise UserError(f"--output {path}: the directory {directory} does not exist.")
+
+
+def check_peer_task(config):
+  """Raises a UserError unless `config` trains the task the peer trains."""
+  if config.task != "image_plus_number" or config.data.holdout_pairs:
+    raise UserError("--peer trains the image + number task on every pair; it cannot be "
+                    f"compared with task={config.task!r}, "
+                    f"holdout_pairs={config.data.holdout_pairs!r}.")
 
 
 def _ratio(numerator, denominator):
@@ -225,6 +252,7 @@ def machine(torch=None):
   device = jax.devices()[0]
   info = {"platform": device.platform, "device_kind": device.device_kind,
           "device_count": jax.device_count(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+          "usable_cores": runtime.usable_cores(),
           "os": platform.platform(), "python": platform.python_version(),
           "jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
           "optax": optax.__version__}
@@ -242,10 +270,10 @@ def plot(results, path):
   axes.plot([e["train_seconds"] for e in evaluations],
             [e["test_sum_accuracy"] for e in evaluations], ".-",
             label=f"adder_jax ({results['config_file']})")
-  if "peer_epochs" in results:
-    epochs = results["peer_epochs"]
-    axes.plot([e["cumulative_train_seconds"] for e in epochs],
-              [e["test_sum_accuracy"] for e in epochs], "o-",
+  if "peer_evaluations" in results:
+    evaluations = results["peer_evaluations"]
+    axes.plot([e["cumulative_train_seconds"] for e in evaluations],
+              [e["test_sum_accuracy"] for e in evaluations], ".-",
               label="PyTorch peer (benchmarks/torch_reference.py)")
   axes.axhline(results["target"], color="grey", linestyle=":", linewidth=1)
   axes.set_ylim(97.0, 100.0)
@@ -269,7 +297,12 @@ def main(argv):
     config_checks.validate(config)
     if FLAGS.repeats < 1:
       raise UserError(f"--repeats must be at least 1, not {FLAGS.repeats}.")
-    torch = import_torch(FLAGS.peer_threads) if FLAGS.peer else None
+    if FLAGS.output:
+      check_output(FLAGS.output)
+    torch = None
+    if FLAGS.peer:
+      check_peer_task(config)
+      torch = import_torch(FLAGS.peer_threads or runtime.usable_cores())
     runtime.setup([config.batch_size, config.eval_batch_size])
     config_checks.check_batches_split(config, jax.device_count())
     data = input_pipeline.load(config.data)
@@ -278,14 +311,20 @@ def main(argv):
       run = benchmark_adder_jax(config, data, FLAGS.target, FLAGS.evals_per_epoch,
                                 FLAGS.stop_at_target)
       if FLAGS.peer:
-        run.update(benchmark_peer(data, FLAGS.peer_target, FLAGS.peer_epochs, FLAGS.peer_steps))
+        run.update(benchmark_peer(data, FLAGS.peer_target, FLAGS.peer_epochs, FLAGS.peer_steps,
+                                  FLAGS.evals_per_epoch))
       runs.append(run)
   results = {"command": recorded_command(sys.argv), "machine": machine(torch),
              "config_file": _config_file(), "config": recorded_config(config),
              **median_of_runs(runs)}
+  if results["time_to_target_s"] is not None:
+    results["time_to_target_with_compile_s"] = round(
+        results["time_to_target_s"] + results["compile_s"], 3)
   if FLAGS.peer:
     results["speedup_time_to_target"] = _ratio(results["peer_time_to_target_s"],
                                                results["time_to_target_s"])
+    results["speedup_time_to_target_with_compile"] = _ratio(
+        results["peer_time_to_target_s"], results.get("time_to_target_with_compile_s"))
     results["speedup_images_per_second"] = _ratio(results["images_per_second"],
                                                   results["peer_images_per_second"])
   _print_table(results)
@@ -309,9 +348,9 @@ def _print_table(results):
            show(results.get("peer_time_to_target_s")) if "peer_target" in results else None),
           ("target (test sum acc %)", results["target"], results.get("peer_target")),
           ("final test digit acc %", round(results["final"]["test_digit_accuracy"], 2),
-           results["peer_epochs"][-1]["test_digit_accuracy"] if "peer_epochs" in results else None),
+           results["peer_evaluations"][-1]["test_digit_accuracy"] if "peer_evaluations" in results else None),
           ("final test sum acc %", round(results["final"]["test_sum_accuracy"], 2),
-           results["peer_epochs"][-1]["test_sum_accuracy"] if "peer_epochs" in results else None)]
+           results["peer_evaluations"][-1]["test_sum_accuracy"] if "peer_evaluations" in results else None)]
   print(f"\n{'':26s}{'adder_jax':>14s}{'peer':>14s}")
   for name, ours, peer in rows:
     print(f"{name:26s}{str(ours):>14s}{'' if peer is None else str(peer):>14s}")
@@ -322,7 +361,8 @@ def _print_table(results):
           + (f" vs {show(run['peer_time_to_target_s'])}" if "peer_time_to_target_s" in run else ""))
   if "runs" in results:
     print(f"(the table's times are the medians of {len(results['runs'])} runs)")
-  for key in ("speedup_images_per_second", "speedup_time_to_target"):
+  for key in ("speedup_images_per_second", "speedup_time_to_target",
+              "speedup_time_to_target_with_compile"):
     if key in results:
       print(f"{key}: {results[key]}")
 

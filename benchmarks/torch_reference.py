@@ -4,8 +4,8 @@ The classic 220,125-parameter network (seven 3x3 convolutions, the digit logits
 concatenated with the one-hot number, dense 128, dense 19 sums; the network of
 configs/reference_cnn.py), a Dataset that pairs each image with a fresh random number
 every time it is read, a shuffling DataLoader, Adam 1e-3, batch 256, the loss the mean of
-the two cross-entropies, and the test accuracy after every epoch on the fixed pairing
-adder_jax evaluates on. It reads MNIST through adder_jax's loader, so both train on the
+the two cross-entropies, and the test accuracy after every epoch (or more often) on the
+fixed pairing adder_jax evaluates on. It reads MNIST through adder_jax's loader, so both train on the
 same bytes. `benchmarks/benchmark.py --peer` runs it after adder_jax; on its own:
 
   python -m benchmarks.torch_reference --manual_dir ~/mnist_raw --data_dir /tmp/tfds
@@ -14,6 +14,7 @@ Needs PyTorch: `pip install -e ".[bench]"`.
 """
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -89,21 +90,24 @@ def evaluate(model, loader):
 
 
 def train_and_evaluate(train_split, test_split, epochs=5, batch_size=256, learning_rate=1e-3,
-                       max_steps_per_epoch=0, seed=0, log=print):
-  """Trains a ReferenceNet on `train_split` and tests it after every epoch.
+                       evals_per_epoch=1, max_steps_per_epoch=0, seed=0, log=print):
+  """Trains a ReferenceNet on `train_split`, testing it `evals_per_epoch` times an epoch.
 
   Args:
     train_split, test_split: `input_pipeline.Split`s (uint8 images, int labels).
     epochs: passes over the training images.
     batch_size: training images per step.
     learning_rate: Adam's.
+    evals_per_epoch: test evaluations per epoch, evenly spaced in steps (their time is
+      not training time).
     max_steps_per_epoch: if > 0, an epoch stops after this many steps (to time a few).
     seed: torch's seed (initialisation, shuffling, the training numbers).
-    log: called with each epoch's record.
+    log: called with each evaluation's record.
 
   Returns:
-    One record per epoch: epoch, train_seconds (this epoch's), cumulative_train_seconds,
-    images_per_second, train_loss (the epoch's mean), test_digit_accuracy and
+    One record per evaluation: epoch, step, epochs (fractional), train_seconds (since
+    the previous record), cumulative_train_seconds, images_per_second and train_loss
+    (of the steps since the previous record), test_digit_accuracy and
     test_sum_accuracy (percent).
   """
   torch.manual_seed(seed)
@@ -114,29 +118,38 @@ def train_and_evaluate(train_split, test_split, epochs=5, batch_size=256, learni
                            batch_size=1000)
   model = ReferenceNet()
   optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-  history, total_seconds = [], 0.0
+  steps_per_epoch = len(train_loader)
+  if max_steps_per_epoch:
+    steps_per_epoch = min(steps_per_epoch, max_steps_per_epoch)
+  every = max(1, steps_per_epoch // evals_per_epoch)
+  history, total_seconds, step = [], 0.0, 0
   for epoch in range(1, epochs + 1):
     model.train()
     start, images, loss_sum = time.perf_counter(), 0, 0.0
-    for step, (image, one_hot_number, digit, total) in enumerate(train_loader):
-      if max_steps_per_epoch and step >= max_steps_per_epoch:
-        break
+    batches = itertools.islice(train_loader, steps_per_epoch)
+    for i, (image, one_hot_number, digit, total) in enumerate(batches, 1):
       digit_logits, sum_logits = model(image, one_hot_number)
       loss = (F.cross_entropy(digit_logits, digit) + F.cross_entropy(sum_logits, total)) / 2
       optimizer.zero_grad()
       loss.backward()
       optimizer.step()
+      step += 1
       images += len(digit)
       loss_sum += loss.item() * len(digit)
-    seconds = time.perf_counter() - start
-    total_seconds += seconds
-    digit_accuracy, sum_accuracy = evaluate(model, test_loader)
-    history.append({"epoch": epoch, "train_seconds": round(seconds, 3),
-                    "cumulative_train_seconds": round(total_seconds, 3),
-                    "images_per_second": round(images / seconds, 1),
-                    "train_loss": loss_sum / images,
-                    "test_digit_accuracy": digit_accuracy, "test_sum_accuracy": sum_accuracy})
-    log(history[-1])
+      if i % every and i != steps_per_epoch:
+        continue
+      seconds = time.perf_counter() - start
+      total_seconds += seconds
+      digit_accuracy, sum_accuracy = evaluate(model, test_loader)
+      history.append({"epoch": epoch, "step": step, "epochs": round(step / steps_per_epoch, 3),
+                      "train_seconds": round(seconds, 3),
+                      "cumulative_train_seconds": round(total_seconds, 3),
+                      "images_per_second": round(images / seconds, 1),
+                      "train_loss": loss_sum / images, "test_digit_accuracy": digit_accuracy,
+                      "test_sum_accuracy": sum_accuracy})
+      log(history[-1])
+      model.train()
+      start, images, loss_sum = time.perf_counter(), 0, 0.0
   return history
 
 
@@ -155,7 +168,8 @@ def main():
     data = input_pipeline.load(ml_collections.ConfigDict(
         {"dataset": "mnist", "data_dir": args.data_dir, "manual_dir": args.manual_dir}))
   except UserError as e:
-    sys.exit(f"error: {e}")
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   train_and_evaluate(data["train"], data["test"], args.epochs, args.batch_size,
                      log=lambda record: print(json.dumps(record), flush=True))
 
