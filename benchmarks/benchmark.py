@@ -275,16 +275,19 @@ def plot(results, path):
     axes.plot([e["cumulative_train_seconds"] for e in evaluations],
               [e["test_sum_accuracy"] for e in evaluations], ".-",
               label="PyTorch peer (benchmarks/torch_reference.py)")
-  axes.axhline(results["target"], color="grey", linestyle=":", linewidth=1)
+  axes.axhline(results["target"], color="grey", linestyle=":", linewidth=1,
+               label=f"target, {results['target']}%")
   axes.set_ylim(97.0, 100.0)
   axes.set_xlim(left=0)
   axes.set_xlabel("training seconds (evaluation excluded)")
   axes.set_ylabel("test sum accuracy (%, fixed pairing)")
   info = results["machine"]
-  axes.set_title(f"{info['cpu']}, {info['cpu_count']} cores" if info["platform"] == "cpu"
-                 else info["device_kind"], fontsize=10)
+  hardware = (f"{info['cpu']}, {info['usable_cores']} cores" if info["platform"] == "cpu"
+              else info["device_kind"])
+  software = f"JAX {info['jax']}" + (f", PyTorch {info['torch']}" if "torch" in info else "")
+  axes.set_title(f"{hardware}; {software}", fontsize=10)
   axes.grid(alpha=0.3)
-  axes.legend(loc="lower right")
+  axes.legend(loc="upper left", fontsize=9)
   figure.tight_layout()
   figure.savefig(path, dpi=100)
 
