@@ -13,7 +13,7 @@ from absl import flags
 from absl import logging
 import ml_collections
 
-from adder_jax.errors import UserError, last_line
+from adder_jax.errors import UserError, first_line, last_line
 
 # --config.optimizer.learning_rate=0.01, --config.optimizer.learning_rate 0.01 or, for a
 # boolean, --noconfig.field: the field's path is group 2.
@@ -22,23 +22,32 @@ _CONFIG_FILE = re.compile(r"^--?config(?:=(.*))?$")
 
 
 def run(main):
-  """`app.run(main)`, where a `--config.FIELD` that the config lacks, or a config file
-  that does not load, is a one-line error (exit status 2) before any work."""
+  """`app.run(main)`, where bad command-line flags are a one-line error (exit status 2)
+  before any work: an unknown or invalid flag, a missing required one, a positional
+  argument, a `--config.FIELD` that the config lacks, a config file that does not load."""
   app.run(main, flags_parser=_parse_flags)
 
 
 def _parse_flags(argv):
   try:
-    remaining = app.parse_flags_with_usage(argv)
+    remaining = flags.FLAGS(argv)
     if "config" in flags.FLAGS and flags.FLAGS["config"].value is not None:
       flags.FLAGS.config.keys()  # A config file that failed to load raises on first use.
-    return remaining
-  except Exception:  # Misspelt fields come out of ml_collections as chained tracebacks.
+  except Exception as e:  # Misspelt fields come out of ml_collections as chained tracebacks.
     message = _config_flag_problem(argv)
     if message is None:
-      raise
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+      if not isinstance(e, flags.Error):
+        raise
+      message = first_line(e)
+    _exit_with_error(message)
+  if len(remaining) > 1:
+    _exit_with_error(f"unexpected arguments: {' '.join(remaining[1:])} (flags start with --).")
+  return remaining
+
+
+def _exit_with_error(message):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
 
 
 def _config_flag_problem(argv):

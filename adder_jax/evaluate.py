@@ -9,7 +9,6 @@ summary. It reads the test split alone. In Python, use `evaluate_workdir`.
 
 import os
 
-from absl import app
 from absl import flags
 import jax
 
@@ -59,8 +58,7 @@ def evaluate_workdir(workdir, data_dir=None):
 
 
 def main(argv, flag_values=flags.FLAGS):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # cli.run refuses positional arguments.
   cli.quiet_library_logs()
   with cli.exit_on_user_error():
     workdir = os.path.abspath(flag_values.workdir)
@@ -71,4 +69,4 @@ def main(argv, flag_values=flags.FLAGS):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -7,7 +7,6 @@ SLURM, Open MPI, Kubernetes or Cloud TPU), or with --coordinator_address,
 
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -38,8 +37,7 @@ flags.DEFINE_integer("process_id", None,
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # cli.run refuses positional arguments.
   cli.quiet_library_logs()
   try:
     with cli.exit_on_user_error():

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import sys
 
-from absl import app
 from absl import flags
 
 from adder_jax import cli
@@ -60,8 +59,7 @@ def format_text(prediction):
 
 
 def main(argv, flag_values=flags.FLAGS):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # cli.run refuses positional arguments.
   cli.quiet_library_logs()
   with cli.exit_on_user_error():
     runtime.setup()
@@ -83,4 +81,4 @@ def main(argv, flag_values=flags.FLAGS):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -55,8 +55,8 @@ def usable_cores():
 
 
 # XLA:CPU hands large sums (bias gradients, BatchNorm statistics) to its YNN library,
-# which, with one device per core, added them up in an order that changed from run to
-# run: the same config and seed gave different metrics after 200 steps. XLA's own
+# which, with one device per core, adds them up in an order that changes from run to
+# run: the same config and seed give different metrics after 200 steps. XLA's own
 # reductions are deterministic, at about 3% of the reference network's training speed.
 DETERMINISTIC_CPU_SUMS_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-reduce"
 

@@ -1,4 +1,4 @@
-"""A seconds-long run of the default setup, for smoke tests and CI."""
+"""One short epoch of the default setup (about a minute on a 2-core CPU), for smoke tests and CI."""
 
 from configs import default
 

@@ -22,11 +22,11 @@ import os
 import sys
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 
+from adder_jax import cli
 from adder_jax import models
 from adder_jax import runtime
 from adder_jax import steps
@@ -57,8 +57,8 @@ COLUMNS = (
     ("test_digit_accuracy", "digit"),
     ("test_sum_accuracy", "sum (fixed pairing)"),
     ("test_sum_accuracy_all_pairs", "sum, all pairs"),
-    ("test_sum_accuracy_all_pairs_heldout", "held-out pairs"),
-    ("test_sum_accuracy_all_pairs_seen", "seen pairs"),
+    ("test_sum_accuracy_all_pairs_heldout", "sum, held-out pairs"),
+    ("test_sum_accuracy_all_pairs_seen", "sum, seen pairs"),
 )
 
 
@@ -113,8 +113,7 @@ def markdown_table(results):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # cli.run refuses positional arguments.
   logging.set_verbosity(logging.WARNING)
   configs = [make_config(overrides, 0) for _, overrides in grid_cells()]
   runtime.setup([c.batch_size for c in configs] + [c.eval_batch_size for c in configs])
@@ -148,4 +147,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -106,3 +106,26 @@ def test_library_advice_is_kept_off_the_terminal_unless_asked_for():
   assert "OpenCV" not in quiet.stderr and "OpenCV" in verbose.stderr
   for result in (quiet, verbose):
     assert "a library error" in result.stderr and "mnist is not prepared in" in result.stderr
+
+
+@pytest.mark.parametrize("module", ["adder_jax.main", "adder_jax.predict", "adder_jax.evaluate",
+                                    "benchmarks.benchmark"])
+@pytest.mark.parametrize("args, message", [
+    (["--nonsense=1"], "error: Unknown command line flag 'nonsense'"),
+    (["--workdir"], "error: Missing value for flag --workdir"),
+])
+def test_bad_flags_are_a_one_line_error(module, args, message):
+  if module == "benchmarks.benchmark" and args[0].startswith("--workdir"):
+    args = ["--config=configs/smoke.py", "--output"] + args[1:]
+    message = message.replace("--workdir", "--output")
+  result = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.splitlines() == [message], result.stderr
+
+
+def test_a_positional_argument_is_a_one_line_error(tmp_path):
+  result = _main(f"--workdir={tmp_path / 'run'}", "stray")
+  assert result.returncode == 2
+  assert result.stderr == "error: unexpected arguments: stray (flags start with --).\n"
+  assert not os.path.exists(tmp_path / "run")
