@@ -23,6 +23,13 @@ def _fraction(value, name):
     raise UserError(f"config.{name} must be in [0, 1), got {value!r}.")
 
 
+def _in_range(value, name, low, high, high_included=True):
+  if (isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value
+      or not (value <= high if high_included else value < high)):
+    bracket = "]" if high_included else ")"
+    raise UserError(f"config.{name} must be a number in [{low}, {high}{bracket}, got {value!r}.")
+
+
 def validate(config):
   """Raises UserError for the first bad value. Needs no JAX device."""
   _positive(config.num_epochs, "num_epochs", int)
@@ -36,6 +43,9 @@ def validate(config):
   _one_of(config.optimizer.schedule, "optimizer.schedule", optimizers.SCHEDULES)
   _fraction(config.optimizer.warmup_fraction, "optimizer.warmup_fraction")
   _fraction(config.model.dropout_rate, "model.dropout_rate")
+  _in_range(config.augment.max_rotation, "augment.max_rotation", 0, 180)
+  _in_range(config.augment.max_scale, "augment.max_scale", 0, 1, high_included=False)
+  _in_range(config.augment.max_shift, "augment.max_shift", 0, 14)
   try:
     models.parse_conv_layers(config.model.conv_layers)
   except ValueError as e:

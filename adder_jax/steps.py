@@ -105,9 +105,19 @@ def loss_and_metrics(params, state, batch, dropout_rng, model, loss_config):
   return loss, (metrics, updates.get("batch_stats", state.batch_stats))
 
 
+def step_key(state):
+  """The key of the state's step, fold_in(rng, step): the same at any resumed step."""
+  return jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+
+# fold_in(step_key, AUGMENT_STREAM) draws the step's image transforms; the step key
+# itself draws its dropout.
+AUGMENT_STREAM = 1
+
+
 def train_step(state, batch, model, tx, loss_config):
   """One optimizer step on one batch; returns the new state and the step's metrics."""
-  dropout_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  dropout_rng = step_key(state)
   grad_fn = jax.grad(loss_and_metrics, has_aux=True)
   grads, (metrics, batch_stats) = grad_fn(state.params, state, batch, dropout_rng, model, loss_config)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -121,7 +131,7 @@ def train_step(state, batch, model, tx, loss_config):
 
 
 def train_chunk(state, train_images, train_labels, plan, chunk_start, *,
-                num_steps, model, tx, loss_config, batch_sharding, gather):
+                num_steps, model, tx, loss_config, batch_sharding, gather, augment=None):
   """`num_steps` train steps as one `lax.scan`, over batches chunk_start, chunk_start + 1, ...
 
   Args:
@@ -135,6 +145,8 @@ def train_chunk(state, train_images, train_labels, plan, chunk_start, *,
     batch_sharding: how each batch is laid out over the devices.
     gather: static, `input_pipeline.gather_batch` or `gather_two_image_batch` as fits
       the plan.
+    augment: static, None or a function (key, images) -> images that transforms every
+      training image of a batch (`augment.from_config`).
 
   Returns:
     The new state and the chunk's summed metrics ('loss' is a sum of per-step means).
@@ -146,6 +158,9 @@ def train_chunk(state, train_images, train_labels, plan, chunk_start, *,
     # gathers only its own slice of the global batch from the replicated dataset.
     indices = jax.lax.with_sharding_constraint(indices, batch_sharding)
     batch = gather(train_images, train_labels, plan, indices)
+    if augment is not None:
+      key = jax.random.fold_in(step_key(state), AUGMENT_STREAM)
+      batch["inputs"]["images"] = augment(key, batch["inputs"]["images"])
     return train_step(state, batch, model, tx, loss_config)
 
   state, metrics = jax.lax.scan(body, state, chunk)

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adder_jax import augment
 from adder_jax import checkpointing
 from adder_jax import config_checks
 from adder_jax import distributed
@@ -91,7 +92,7 @@ class Trainer:
       train_chunk = functools.partial(
           steps.train_chunk, num_steps=num_steps, model=self.model, tx=self.tx,
           loss_config=self.task.loss_config, batch_sharding=sharding.batch_sharded(self.mesh),
-          gather=self.task.gather)
+          gather=self.task.gather, augment=augment.from_config(self.config.augment))
 
       def fn(*args):
         # Traced with the mesh in context, whose devices the CPU kernels loop over

@@ -86,6 +86,16 @@ def get_config():
   # The schedule ends at learning_rate * this (warmup_cosine, onecycle).
   config.optimizer.final_lr_fraction = 1e-3
 
+  config.augment = ml_collections.ConfigDict()
+  # Random affine transforms of every training image inside the train step (augment.py),
+  # each image its own, drawn from the step's key; all 0 trains on the images as they are.
+  # The largest rotation, in degrees either way (0-180).
+  config.augment.max_rotation = 0.0
+  # The largest relative change of size, in [0, 1) (0.1: from 90% to 110%).
+  config.augment.max_scale = 0.0
+  # The largest shift along each axis, in pixels (0-14).
+  config.augment.max_shift = 0.0
+
   config.loss = ml_collections.ConfigDict()
   # loss = digit_weight * CE(digit) + sum_weight * CE(sum).
   config.loss.digit_weight = 1.0
