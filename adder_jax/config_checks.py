@@ -43,6 +43,7 @@ def validate(config):
   _one_of(config.optimizer.schedule, "optimizer.schedule", optimizers.SCHEDULES)
   _fraction(config.optimizer.warmup_fraction, "optimizer.warmup_fraction")
   _fraction(config.model.dropout_rate, "model.dropout_rate")
+  _in_range(config.ema_decay, "ema_decay", 0, 1, high_included=False)
   _in_range(config.augment.max_rotation, "augment.max_rotation", 0, 180)
   _in_range(config.augment.max_scale, "augment.max_scale", 0, 1, high_included=False)
   _in_range(config.augment.max_shift, "augment.max_shift", 0, 14)

@@ -20,6 +20,7 @@ from adder_jax import inference
 from adder_jax import input_pipeline
 from adder_jax import runtime
 from adder_jax import sharding
+from adder_jax import steps
 from adder_jax import tasks
 
 
@@ -52,7 +53,7 @@ def evaluate_workdir(workdir, data_dir=None):
   state = inference.restore_latest(workdir, task, mesh)
   test_split = input_pipeline.load(config.data, splits=("test",))["test"]
   predictions = evaluation.TestPredictor(task, task.create_model(), test_split, mesh)(
-      state.params, state.batch_stats)
+      *steps.eval_variables(state))
   return evaluation_report.write(workdir, int(jax.device_get(state.step)), task, test_split,
                                  predictions)
 

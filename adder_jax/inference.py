@@ -102,7 +102,8 @@ def restore_latest(workdir, task, mesh):
   # The optimizer only shapes the restored state: its state's structure does not
   # depend on the schedule's length, so any step count will do.
   tx, _ = optimizers.create_optimizer(task.config.optimizer, total_steps=1)
-  abstract_state = steps.abstract_state(task.create_model(), tx, task.example_inputs())
+  abstract_state = steps.abstract_state(task.create_model(), tx, task.example_inputs(),
+                                        ema=task.config.ema_decay > 0)
   checkpointer = checkpointing.Checkpointer(workdir)
   try:
     return checkpointer.restore(abstract_state, sharding.replicated(mesh))
@@ -123,7 +124,7 @@ class Predictor:
     self._mesh = sharding.create_mesh()
     state = restore_latest(workdir, task, self._mesh)
     self.step = int(jax.device_get(state.step))
-    self._params, self._batch_stats = state.params, state.batch_stats
+    self._params, self._batch_stats = steps.eval_variables(state)
     self._compiled = {}
 
   def predict(self, images, numbers):

@@ -26,31 +26,45 @@ class TrainState(flax.struct.PyTreeNode):
   # Raw uint32 key data of the run's training key. Step `s` draws from
   # fold_in(rng, s), so no key needs to be carried from step to step.
   rng: jax.Array
+  # The exponential moving averages of params and batch_stats, {'params': ...,
+  # 'batch_stats': ...}, when the run keeps them (config.ema_decay > 0); {} otherwise.
+  ema: Any
 
 
-def init_state(model, tx, rng, inputs):
+def init_state(model, tx, rng, inputs, ema=False):
   """Initialises parameters and optimizer state; `jax.eval_shape` of it is cheap.
 
   Args:
     inputs: example model inputs (their shapes matter, not their values), e.g. the
       'inputs' of a batch.
+    ema: whether to keep moving averages of the parameters (they start equal to them).
   """
   init_rng, train_rng = jax.random.split(rng)
   variables = model.init({"params": init_rng, "dropout": init_rng}, **inputs, train=False)
   params = variables["params"]
+  batch_stats = variables.get("batch_stats", {})
   return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
-      batch_stats=variables.get("batch_stats", {}),
+      batch_stats=batch_stats,
       opt_state=tx.init(params),
       rng=jax.random.key_data(train_rng),
+      ema={"params": params, "batch_stats": batch_stats} if ema else {},
   )
 
 
-def abstract_state(model, tx, inputs):
+def abstract_state(model, tx, inputs, ema=False):
   """The shapes and dtypes of `init_state`'s TrainState, computed without initialising."""
-  return jax.eval_shape(functools.partial(init_state, model, tx, inputs=inputs),
+  return jax.eval_shape(functools.partial(init_state, model, tx, inputs=inputs, ema=ema),
                         jax.random.key(0))
+
+
+def eval_variables(state):
+  """(params, batch_stats) to evaluate and predict with: the moving averages if the state
+  keeps them, else the trained values."""
+  if state.ema:
+    return state.ema["params"], state.ema["batch_stats"]
+  return state.params, state.batch_stats
 
 
 def cross_entropy(logits, labels, label_smoothing=0.0):
@@ -115,8 +129,12 @@ def step_key(state):
 AUGMENT_STREAM = 1
 
 
-def train_step(state, batch, model, tx, loss_config):
-  """One optimizer step on one batch; returns the new state and the step's metrics."""
+def train_step(state, batch, model, tx, loss_config, ema_decay=0.0):
+  """One optimizer step on one batch; returns the new state and the step's metrics.
+
+  With `ema_decay` > 0 the state's moving averages become ema_decay * average +
+  (1 - ema_decay) * the new value, for the parameters and the BatchNorm statistics.
+  """
   dropout_rng = step_key(state)
   grad_fn = jax.grad(loss_and_metrics, has_aux=True)
   grads, (metrics, batch_stats) = grad_fn(state.params, state, batch, dropout_rng, model, loss_config)
@@ -127,11 +145,16 @@ def train_step(state, batch, model, tx, loss_config):
       batch_stats=batch_stats,
       opt_state=opt_state,
   )
+  if ema_decay:
+    new_state = new_state.replace(ema=optax.incremental_update(
+        {"params": new_state.params, "batch_stats": new_state.batch_stats}, state.ema,
+        step_size=1.0 - ema_decay))
   return new_state, metrics
 
 
 def train_chunk(state, train_images, train_labels, plan, chunk_start, *,
-                num_steps, model, tx, loss_config, batch_sharding, gather, augment=None):
+                num_steps, model, tx, loss_config, batch_sharding, gather, augment=None,
+                ema_decay=0.0):
   """`num_steps` train steps as one `lax.scan`, over batches chunk_start, chunk_start + 1, ...
 
   Args:
@@ -147,6 +170,7 @@ def train_chunk(state, train_images, train_labels, plan, chunk_start, *,
       the plan.
     augment: static, None or a function (key, images) -> images that transforms every
       training image of a batch (`augment.from_config`).
+    ema_decay: static, see `train_step`.
 
   Returns:
     The new state and the chunk's summed metrics ('loss' is a sum of per-step means).
@@ -161,7 +185,7 @@ def train_chunk(state, train_images, train_labels, plan, chunk_start, *,
     if augment is not None:
       key = jax.random.fold_in(step_key(state), AUGMENT_STREAM)
       batch["inputs"]["images"] = augment(key, batch["inputs"]["images"])
-    return train_step(state, batch, model, tx, loss_config)
+    return train_step(state, batch, model, tx, loss_config, ema_decay)
 
   state, metrics = jax.lax.scan(body, state, chunk)
   return state, jax.tree.map(jnp.sum, metrics)

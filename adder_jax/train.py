@@ -66,9 +66,10 @@ class Trainer:
     self.test_predictor = evaluation.TestPredictor(self.task, self.model, self.test_split,
                                                    self.mesh)
     inputs = self.task.example_inputs()
-    self._init = jax.jit(functools.partial(steps.init_state, self.model, self.tx, inputs=inputs),
-                         out_shardings=replicated)
-    self.abstract_state = steps.abstract_state(self.model, self.tx, inputs)
+    ema = config.ema_decay > 0
+    self._init = jax.jit(functools.partial(steps.init_state, self.model, self.tx,
+                                           inputs=inputs, ema=ema), out_shardings=replicated)
+    self.abstract_state = steps.abstract_state(self.model, self.tx, inputs, ema)
     self.state_sharding = jax.tree.map(lambda _: replicated, self.abstract_state)
     self._epoch_plan = jax.jit(self.task.epoch_plan, out_shardings=replicated)
     self._chunk_fns = {}
@@ -92,7 +93,8 @@ class Trainer:
       train_chunk = functools.partial(
           steps.train_chunk, num_steps=num_steps, model=self.model, tx=self.tx,
           loss_config=self.task.loss_config, batch_sharding=sharding.batch_sharded(self.mesh),
-          gather=self.task.gather, augment=augment.from_config(self.config.augment))
+          gather=self.task.gather, augment=augment.from_config(self.config.augment),
+          ema_decay=self.config.ema_decay)
 
       def fn(*args):
         # Traced with the mesh in context, whose devices the CPU kernels loop over
@@ -115,7 +117,7 @@ class Trainer:
     for length in set(self.chunk_lengths(start)) | set(self.chunk_lengths()):
       self.chunk_fn(length).lower(target, self.train_images, self.train_labels, plan,
                                   jnp.int32(0)).compile()
-    self.test_predictor.compile(target.params, target.batch_stats)
+    self.test_predictor.compile(*steps.eval_variables(target))
     self._epoch_plan.lower(self.data_key, 0, self.train_labels).compile()
     return time.perf_counter() - t0
 
@@ -128,7 +130,7 @@ class Trainer:
 
   def predictions(self, state):
     """The task's `predict` of `state` on the test set, as numpy (padding included)."""
-    return self.test_predictor(state.params, state.batch_stats)
+    return self.test_predictor(*steps.eval_variables(state))
 
   def test_metrics(self, predictions):
     """Test metrics of `predictions`; see the task's `test_metrics`."""

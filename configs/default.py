@@ -86,6 +86,10 @@ def get_config():
   # The schedule ends at learning_rate * this (warmup_cosine, onecycle).
   config.optimizer.final_lr_fraction = 1e-3
 
+  # Keep exponential moving averages of the parameters and BatchNorm statistics with
+  # this decay per step, in [0, 1); evaluation, predict and evaluate then use them. 0: none.
+  config.ema_decay = 0.0
+
   config.augment = ml_collections.ConfigDict()
   # Random affine transforms of every training image inside the train step (augment.py),
   # each image its own, drawn from the step's key; all 0 trains on the images as they are.
