@@ -17,17 +17,16 @@ def _one_of(value, name, choices):
     raise UserError(f"config.{name} {value!r} is unknown; choose one of {', '.join(choices)}.")
 
 
-def _fraction(value, name):
-  """In [0, 1)."""
-  if not 0.0 <= value < 1.0:
-    raise UserError(f"config.{name} must be in [0, 1), got {value!r}.")
-
-
 def _in_range(value, name, low, high, high_included=True):
   if (isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value
       or not (value <= high if high_included else value < high)):
     bracket = "]" if high_included else ")"
     raise UserError(f"config.{name} must be a number in [{low}, {high}{bracket}, got {value!r}.")
+
+
+def _fraction(value, name):
+  """In [0, 1)."""
+  _in_range(value, name, 0, 1, high_included=False)
 
 
 def validate(config):
@@ -43,9 +42,9 @@ def validate(config):
   _one_of(config.optimizer.schedule, "optimizer.schedule", optimizers.SCHEDULES)
   _fraction(config.optimizer.warmup_fraction, "optimizer.warmup_fraction")
   _fraction(config.model.dropout_rate, "model.dropout_rate")
-  _in_range(config.ema_decay, "ema_decay", 0, 1, high_included=False)
+  _fraction(config.ema_decay, "ema_decay")
   _in_range(config.augment.max_rotation, "augment.max_rotation", 0, 180)
-  _in_range(config.augment.max_scale, "augment.max_scale", 0, 1, high_included=False)
+  _fraction(config.augment.max_scale, "augment.max_scale")
   _in_range(config.augment.max_shift, "augment.max_shift", 0, 14)
   try:
     models.parse_conv_layers(config.model.conv_layers)

@@ -170,7 +170,7 @@ class Predictor:
     """`predict` on image files (PNG, JPEG or BMP), preprocessed as MNIST was.
 
     Args:
-        paths: image file paths (or one path).
+      paths: image file paths (or one path).
       numbers: the number 0-9 to add, one for all images or one per image.
       save_preprocessed: a directory (made if missing) to write each image's 28x28
         network input to, as INDEX_NAME.png (replacing a file of that name), to see

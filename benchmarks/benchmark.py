@@ -6,9 +6,9 @@ epoch; compile and evaluation time are measured and reported separately. With --
 then trains the PyTorch peer (benchmarks/torch_reference.py, `pip install -e ".[bench]"`)
 on the same MNIST arrays in the same process, after adder_jax, never at the same time,
 tested as often, with one thread per core, and prints both side by side with the ratios
-(time-to-target also with adder_jax's compile time added: the peer has none). With --repeats N it runs both N times,
-alternating, and reports the medians: the peer's speed varies from run to run by 10% or
-more on a small CPU.
+(time-to-target also with adder_jax's compile time added: the peer has none). With
+--repeats N it runs both N times, alternating, and reports the medians: the peer's speed
+varies from run to run by 10% or more on a small CPU.
 
   python -m benchmarks.benchmark --config configs/fast.py --peer \
       --output benchmarks/results/cpu_fast_vs_pytorch.json

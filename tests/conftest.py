@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -33,6 +34,25 @@ def mock_mnist(num_examples):
   # The mock replaces tfds's download; the connection check before it must not run either.
   with mock.patch.object(mocking, "_getitems", _getitems), tfds.testing.mock_data(
       num_examples=num_examples), mock.patch.object(input_pipeline, "_check_reachable"):
+    yield
+
+
+@contextlib.contextmanager
+def ctrl_c_after_chunk(monkeypatch, count):
+  """Within it, training gets a SIGINT (Ctrl-C) right after its `count`-th compiled chunk."""
+  from adder_jax import train
+  chunks_run = []
+  run_chunk = train.Trainer.run_chunk
+
+  def run_chunk_then_press_ctrl_c(self, *args):
+    result = run_chunk(self, *args)
+    chunks_run.append(1)
+    if len(chunks_run) == count:
+      os.kill(os.getpid(), signal.SIGINT)
+    return result
+
+  with monkeypatch.context() as patch:
+    patch.setattr(train.Trainer, "run_chunk", run_chunk_then_press_ctrl_c)
     yield
 
 

@@ -1,8 +1,6 @@
 """Exponential moving averages of the parameters (config.ema_decay): the closed form, a
 checkpoint round trip, evaluation with them, and an exact resume mid-epoch."""
 
-import os
-import signal
 
 import jax
 import numpy as np
@@ -18,7 +16,7 @@ from adder_jax import steps
 from adder_jax import tasks
 from adder_jax import train
 from adder_jax.errors import UserError
-from conftest import MOCK_EXAMPLES, mock_mnist, small_config
+from conftest import MOCK_EXAMPLES, ctrl_c_after_chunk, mock_mnist, small_config
 from test_steps import _tiny_setup
 
 DECAY = 0.9
@@ -98,18 +96,8 @@ def test_resume_mid_epoch_ends_like_an_unbroken_run(tmp_path, monkeypatch):
   with mock_mnist(MOCK_EXAMPLES):
     train.train_and_evaluate(config, str(tmp_path / "unbroken"))
     workdir = str(tmp_path / "resumed")
-    chunks_run = []
-    run_chunk = train.Trainer.run_chunk
-
-    def run_chunk_then_press_ctrl_c(self, *args):
-      result = run_chunk(self, *args)
-      chunks_run.append(1)
-      if len(chunks_run) == 3:  # The first of epoch 2's two chunks.
-        os.kill(os.getpid(), signal.SIGINT)
-      return result
-
-    with monkeypatch.context() as patch:
-      patch.setattr(train.Trainer, "run_chunk", run_chunk_then_press_ctrl_c)
+    # After the first of epoch 2's two chunks.
+    with ctrl_c_after_chunk(monkeypatch, 3):
       with pytest.raises(interrupts.TrainingInterrupted, match="checkpoint at step 9"):
         train.train_and_evaluate(config, workdir)
     train.train_and_evaluate(config, workdir)

@@ -17,7 +17,8 @@ from adder_jax import reporting
 from adder_jax import train
 from adder_jax import workdir_lock
 from adder_jax.errors import UserError
-from conftest import MOCK_EXAMPLES, REPO_ROOT, copy_of, mock_mnist, small_config
+from conftest import (MOCK_EXAMPLES, REPO_ROOT, copy_of, ctrl_c_after_chunk, mock_mnist,
+                      small_config)
 
 
 @pytest.mark.parametrize("field, value", [
@@ -87,19 +88,9 @@ def test_ctrl_c_saves_a_checkpoint_and_rerunning_resumes(trained_workdir, tmp_pa
   """Ctrl-C in the middle of epoch 2, then a rerun ends where an unbroken run did."""
   config = small_config(tmp_path / "tfds")
   workdir = str(tmp_path / "workdir")
-  chunks_run = []
-  run_chunk = train.Trainer.run_chunk
-
-  def run_chunk_then_press_ctrl_c(self, *args):
-    result = run_chunk(self, *args)
-    chunks_run.append(1)
-    if len(chunks_run) == 3:  # The first of epoch 2's two chunks.
-      os.kill(os.getpid(), signal.SIGINT)
-    return result
-
   with mock_mnist(MOCK_EXAMPLES):
-    with monkeypatch.context() as patch:
-      patch.setattr(train.Trainer, "run_chunk", run_chunk_then_press_ctrl_c)
+    # After the first of epoch 2's two chunks.
+    with ctrl_c_after_chunk(monkeypatch, 3):
       with pytest.raises(interrupts.TrainingInterrupted, match="checkpoint at step 9"):
         train.train_and_evaluate(config, workdir)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
