@@ -60,6 +60,9 @@ def validate(config):
   if supervised and config.loss[supervised] <= 0:
     raise UserError(f"config.supervision={config.supervision!r} trains on config.loss."
                     f"{supervised} alone, which is {config.loss[supervised]!r}; make it positive.")
+  size = config.data.validation_size
+  if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    raise UserError(f"config.data.validation_size must be a whole number >= 0, got {size!r}.")
   try:
     holdout = input_pipeline.allowed_pairs(config.data.holdout_pairs, config.seed)
   except ValueError as e:

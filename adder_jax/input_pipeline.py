@@ -44,6 +44,10 @@ TEST_PAIRING_SEED = 0
 # Mixed with `config.seed` to draw a count of held-out pairs (see `allowed_pairs`).
 HOLDOUT_SEED_SALT = 0x5EED
 
+# The validation images are drawn from this seed whatever `config.seed` is, so runs
+# with the same `data.validation_size` are compared on the same images.
+VALIDATION_SEED = 1
+
 
 @dataclasses.dataclass(frozen=True)
 class Split:
@@ -119,9 +123,29 @@ SPLITS = ("train", "test")
 
 
 def load(data_config, splits=SPLITS):
-  """Returns {split: Split} read into numpy, for each of `splits`."""
+  """Returns {split: Split} read into numpy, for each of `splits`.
+
+  With a positive `data_config.validation_size` and 'train' among `splits`, that many
+  training images move to a 'validation' split (see `split_validation`).
+  """
   builder = prepare(data_config)
-  return {name: _read_split(builder, name) for name in splits}
+  data = {name: _read_split(builder, name) for name in splits}
+  validation_size = data_config.get("validation_size", 0)
+  if "train" in data and validation_size:
+    data["train"], data["validation"] = split_validation(data["train"], validation_size)
+  return data
+
+
+def split_validation(train, size):
+  """(train, validation): `size` images drawn from `train` by VALIDATION_SEED, and the
+  rest, each in the order of `train`."""
+  if not 0 < size < len(train):
+    raise UserError(f"config.data.validation_size={size} must be below the "
+                    f"{len(train)} training images.")
+  order = np.random.default_rng(VALIDATION_SEED).permutation(len(train))
+  held, kept = np.sort(order[:size]), np.sort(order[size:])
+  return (Split(train.images[kept], train.labels[kept]),
+          Split(train.images[held], train.labels[held]))
 
 
 def _read_split(builder, split):

@@ -77,8 +77,10 @@ def progress_bar(epoch, num_epochs, steps, enabled=True):
                    dynamic_ncols=True, leave=True, disable=not enabled)
 
 
-# The test accuracies the epoch summary shows, where the record has them.
-SUMMARY_ACCURACIES = (("test_digit_accuracy", "test digit"), ("test_sum_accuracy", "sum"),
+# The accuracies the epoch summary shows, where the record has them.
+SUMMARY_ACCURACIES = (("validation_digit_accuracy", "validation digit"),
+                      ("validation_sum_accuracy", "sum"),
+                      ("test_digit_accuracy", "test digit"), ("test_sum_accuracy", "sum"),
                       ("test_sum_accuracy_all_pairs", "sum all pairs"),
                       ("test_sum_accuracy_all_pairs_heldout", "held-out pairs"),
                       ("test_sum_accuracy_all_pairs_seen", "seen pairs"))

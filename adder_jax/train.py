@@ -65,6 +65,11 @@ class Trainer:
     self.test_split = data["test"]
     self.test_predictor = evaluation.TestPredictor(self.task, self.model, self.test_split,
                                                    self.mesh)
+    # Carved from the training images when config.data.validation_size > 0.
+    self.validation_split = data.get("validation")
+    self.validation_predictor = (
+        evaluation.TestPredictor(self.task, self.model, self.validation_split, self.mesh)
+        if self.validation_split is not None else None)
     inputs = self.task.example_inputs()
     ema = config.ema_decay > 0
     self._init = jax.jit(functools.partial(steps.init_state, self.model, self.tx,
@@ -117,7 +122,9 @@ class Trainer:
     for length in set(self.chunk_lengths(start)) | set(self.chunk_lengths()):
       self.chunk_fn(length).lower(target, self.train_images, self.train_labels, plan,
                                   jnp.int32(0)).compile()
-    self.test_predictor.compile(*steps.eval_variables(target))
+    for predictor in (self.test_predictor, self.validation_predictor):
+      if predictor is not None:
+        predictor.compile(*steps.eval_variables(target))
     self._epoch_plan.lower(self.data_key, 0, self.train_labels).compile()
     return time.perf_counter() - t0
 
@@ -138,6 +145,15 @@ class Trainer:
 
   def evaluate(self, state):
     return self.test_metrics(self.predictions(state))
+
+  def validation_metrics(self, state):
+    """The test metrics of `state` on the validation split, named validation_* instead
+    of test_*; {} without a validation split."""
+    if self.validation_predictor is None:
+      return {}
+    predictions = self.validation_predictor(*steps.eval_variables(state))
+    metrics = self.task.test_metrics(predictions, self.validation_split)
+    return {"validation_" + key.removeprefix("test_"): value for key, value in metrics.items()}
 
 
 def train_and_evaluate(config, workdir):
@@ -257,7 +273,7 @@ def _train_epoch(trainer, state, epoch, start, checkpointer, interrupt, show_pro
   train_seconds = time.perf_counter() - t0
   t1 = time.perf_counter()
   predictions = trainer.predictions(state)
-  test = trainer.test_metrics(predictions)
+  test = {**trainer.test_metrics(predictions), **trainer.validation_metrics(state)}
   eval_seconds = time.perf_counter() - t1
   trained_steps = trainer.steps_per_epoch - start
   record = {

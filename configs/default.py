@@ -40,6 +40,10 @@ def get_config():
   # list such as '3+4,7+2' (digit+number), or a count such as '10' drawn from the seed.
   # The test metrics then split the sum accuracy into held-out and seen pairs.
   config.data.holdout_pairs = ""
+  # Training images set aside as a validation split (drawn from a fixed seed, the same
+  # for every run), to choose settings without the test set: each epoch then also reports
+  # validation_* accuracies. 0: train on all 60,000.
+  config.data.validation_size = 0
 
   config.model = ml_collections.ConfigDict()
   # Conv trunk, in the order its layers run (models.parse_conv_layers): 'N' a 3x3 conv

@@ -19,7 +19,7 @@ def _config(**overrides):
 @pytest.mark.parametrize("overrides", [
     {}, {"task": "two_images", "supervision": "sum_only", "model__sum_head": "exact"},
     {"data__holdout_pairs": "3+4,7+2", "model__sum_head": "exact", "supervision": "digit_only"},
-    {"data__holdout_pairs": "10"}])
+    {"data__holdout_pairs": "10"}, {"data__validation_size": 5000}])
 def test_valid_configs_pass(overrides):
   config_checks.validate(_config(**overrides))
 
@@ -33,6 +33,7 @@ def test_valid_configs_pass(overrides):
     ({"data__holdout_pairs": "3+x"}, "holdout_pairs: bad pair '3\\+x'"),
     ({"data__holdout_pairs": "3+4", "task": "two_images"}, "needs config.task='image_plus_number'"),
     ({"model__sum_head": "exact", "loss__label_smoothing": 0.1}, "label_smoothing must be 0"),
+    ({"data__validation_size": -1}, "validation_size must be a whole number"),
 ])
 def test_bad_task_options_are_user_errors(overrides, match):
   with pytest.raises(UserError, match=match):

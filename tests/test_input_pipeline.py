@@ -191,3 +191,39 @@ def test_two_image_batch_sum_label_is_the_sum_of_both_digits():
   np.testing.assert_array_equal(batch["inputs"]["images"], images[indices])
   np.testing.assert_array_equal(batch["label"], [[9, 3], [4, 5]])
   np.testing.assert_array_equal(batch["sum"], [12, 9])
+
+
+def _numbered_split(n):
+  """A split whose image i is filled with i % 256 and whose label is i % 10."""
+  images = np.broadcast_to((np.arange(n) % 256).astype(np.uint8)[:, None, None], (n, 28, 28))
+  return input_pipeline.Split(images=np.array(images), labels=(np.arange(n) % 10).astype(np.int32))
+
+
+def test_validation_split_takes_fixed_images_out_of_train():
+  train = _numbered_split(200)
+  kept, held = input_pipeline.split_validation(train, 30)
+  assert (len(kept), len(held)) == (170, 30)
+  kept_ids, held_ids = kept.images[:, 0, 0], held.images[:, 0, 0]
+  assert not set(kept_ids) & set(held_ids)
+  assert sorted(np.concatenate([kept_ids, held_ids])) == list(range(200))
+  # Each image keeps its label and the order of the training set.
+  np.testing.assert_array_equal(kept.labels, kept_ids % 10)
+  assert (np.diff(held_ids.astype(int)) > 0).all()
+  again, _ = input_pipeline.split_validation(train, 30)
+  np.testing.assert_array_equal(again.images, kept.images)
+
+
+@pytest.mark.parametrize("size", [200, 500])
+def test_validation_split_must_leave_training_images(size):
+  with pytest.raises(UserError, match="validation_size"):
+    input_pipeline.split_validation(_numbered_split(200), size)
+
+
+def test_load_carves_the_validation_split(smoke_config):
+  smoke_config.data.validation_size = 10
+  with mock_mnist(num_examples=30):
+    data = input_pipeline.load(smoke_config.data)
+    test_only = input_pipeline.load(smoke_config.data, splits=("test",))
+  assert {name: len(split) for name, split in data.items()} == {
+      "train": 20, "validation": 10, "test": 30}
+  assert set(test_only) == {"test"}

@@ -67,3 +67,16 @@ def test_two_images(smoke_config, tmp_path, sum_head):
     again = _train(smoke_config, tmp_path / "again")
     without_timings = lambda rs: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rs]
     assert without_timings(again) == without_timings(records)
+
+
+def test_validation_split(smoke_config, tmp_path):
+  # 120 mock images less 24: 96 train, 3 steps of 32.
+  smoke_config.data.validation_size = 24
+  records = _train(smoke_config, tmp_path)
+  assert [r["step"] for r in records] == [3, 6]
+  last = records[-1]
+  for name in ("loss", "digit_accuracy", "sum_accuracy", "sum_accuracy_all_pairs"):
+    assert np.isfinite(last["validation_" + name]) and np.isfinite(last["test_" + name]), name
+  # Measured on the 24 validation images: a whole number of them right.
+  right = last["validation_digit_accuracy"] * 24 / 100
+  assert abs(right - round(right)) < 1e-6
