@@ -24,20 +24,15 @@ the results.
 import json
 import math
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 
 from absl import flags
-import flax
 import jax
-import jaxlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from ml_collections import config_flags
-import optax
 
 from adder_jax import cli
 from adder_jax import config_checks
@@ -45,6 +40,7 @@ from adder_jax import input_pipeline
 from adder_jax import runtime
 from adder_jax import train
 from adder_jax.errors import UserError
+from benchmarks import machine
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
@@ -231,36 +227,6 @@ def _ratio(numerator, denominator):
   return round(numerator / denominator, 2) if numerator and denominator else None
 
 
-def cpu_model():
-  """The CPU's name (from /proc/cpuinfo on Linux, sysctl on macOS), else its architecture."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  try:
-    return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return platform.processor() or platform.machine()
-
-
-def machine(torch=None):
-  """What the results were measured on: devices, CPU, library versions."""
-  device = jax.devices()[0]
-  info = {"platform": device.platform, "device_kind": device.device_kind,
-          "device_count": jax.device_count(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-          "usable_cores": runtime.usable_cores(),
-          "os": platform.platform(), "python": platform.python_version(),
-          "jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
-          "optax": optax.__version__}
-  if torch is not None:
-    info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
-  return info
-
-
 def plot(results, path):
   """Test sum accuracy against training seconds, adder_jax's and (if run) the peer's."""
   figure = Figure(figsize=(7, 4.5))
@@ -317,7 +283,7 @@ def main(argv):
         run.update(benchmark_peer(data, FLAGS.peer_target, FLAGS.peer_epochs, FLAGS.peer_steps,
                                   FLAGS.evals_per_epoch))
       runs.append(run)
-  results = {"command": recorded_command(sys.argv), "machine": machine(torch),
+  results = {"command": recorded_command(sys.argv), "machine": machine.describe(torch),
              "config_file": _config_file(), "config": recorded_config(config),
              **median_of_runs(runs)}
   if results["time_to_target_s"] is not None:

@@ -33,6 +33,7 @@ from adder_jax import steps
 from adder_jax import train
 from adder_jax.errors import UserError
 from configs import default
+from experiments import tables
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir holding (or to hold) MNIST.")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None,
@@ -91,13 +92,6 @@ def make_config(overrides, seed):
   return config
 
 
-def _mean_std(values):
-  if np.isnan(values).any():
-    return "–"
-  std = np.std(values, ddof=1) if len(values) > 1 else 0.0
-  return f"{np.mean(values):.2f} ± {std:.2f}"
-
-
 def markdown_table(results):
   """One row per cell: its settings and mean ± std of each metric over the seeds."""
   header = ["task", "sum head", "held-out pairs", "supervision", "epochs"]
@@ -107,7 +101,7 @@ def markdown_table(results):
     config = runs[0]["config"]
     row = [config["task"], config["model"]["sum_head"], config["data"]["holdout_pairs"] or "none",
            config["supervision"], str(config["num_epochs"])]
-    row += [_mean_std([run["record"].get(key, np.nan) for run in runs]) for key, _ in COLUMNS]
+    row += [tables.mean_std([run["record"].get(key, np.nan) for run in runs]) for key, _ in COLUMNS]
     lines.append("| " + " | ".join(row) + " |")
   return "\n".join(lines) + "\n"
 

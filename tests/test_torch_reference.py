@@ -11,6 +11,7 @@ torch = pytest.importorskip(
 
 from adder_jax import input_pipeline  # pylint: disable=wrong-import-position
 from benchmarks import benchmark  # pylint: disable=wrong-import-position
+from benchmarks import machine  # pylint: disable=wrong-import-position
 from benchmarks import torch_reference  # pylint: disable=wrong-import-position
 
 
@@ -76,7 +77,7 @@ def test_benchmark_runs_the_peer_as_often_tested_as_adder_jax(tmp_path):
   assert [e["epochs"] for e in evaluations] == [0.5, 1.0, 1.5, 2.0]
   assert peer["peer_time_to_target_s"] == evaluations[0]["cumulative_train_seconds"]
   results = {"target": 99.3, "config_file": "configs/fast.py",
-             "machine": benchmark.machine(torch),
+             "machine": machine.describe(torch),
              "evaluations": [{"train_seconds": 1.0, "test_sum_accuracy": 98.0},
                              {"train_seconds": 2.0, "test_sum_accuracy": 99.4}], **peer}
   assert results["machine"]["torch"] == torch.__version__
