@@ -1,0 +1,108 @@
+"""Trains configs over several seeds and writes a markdown table of their test results.
+
+    python -m experiments.compare_configs --configs=default,fast,best --seeds=3 \
+      --data_dir=/tmp/tfds --output_dir=/tmp/compare
+
+Each config (a module of configs/) trains with seeds 0, 1, ... in OUTPUT_DIR/CONFIG/seed_S,
+so an interrupted comparison resumes where it stopped. The table (mean ± sample standard
+deviation over the seeds of the last epoch's test accuracies, and of the training time:
+the epochs' seconds from metrics.jsonl, without compilation and evaluation) goes to
+OUTPUT_DIR/table.md and stdout, every run's final record to OUTPUT_DIR/results.jsonl.
+"""
+
+import importlib
+import json
+import os
+import sys
+
+from absl import flags
+from absl import logging
+
+from adder_jax import cli
+from adder_jax import reporting
+from adder_jax import runtime
+from adder_jax import train
+from adder_jax.errors import UserError
+from benchmarks import machine
+from experiments import tables
+
+_CONFIGS = flags.DEFINE_list("configs", ["default", "fast", "best"],
+                             "Modules of configs/ to compare, e.g. default,best.")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per config (0, 1, ...).", lower_bound=1)
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir holding (or to hold) MNIST.")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None,
+                                  "Folder with the four MNIST IDX .gz files, to prepare offline.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the runs and the table go.")
+flags.mark_flags_as_required(["output_dir"])
+
+# Table columns: (metric key, header).
+COLUMNS = (("test_digit_accuracy", "digit"), ("test_sum_accuracy", "sum (fixed pairing)"),
+           ("test_sum_accuracy_all_pairs", "sum, all pairs"))
+
+
+def load_config(name, seed):
+  try:
+    module = importlib.import_module(f"configs.{name}")
+  except ModuleNotFoundError as e:
+    raise UserError(f"--configs: there is no configs/{name}.py.") from e
+  config = module.get_config()
+  config.seed = seed
+  config.data.data_dir = _DATA_DIR.value
+  config.data.manual_dir = _MANUAL_DIR.value
+  return config
+
+
+def training_minutes(workdir):
+  return sum(record["epoch_seconds"] for record in reporting.read_metrics(workdir)) / 60
+
+
+def markdown_table(results):
+  """One row per config: its epochs, mean ± std of each accuracy and of the minutes."""
+  header = ["config", "epochs"] + [title for _, title in COLUMNS] + ["training minutes"]
+  lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+  for name, runs in results.items():
+    row = [f"`{name}`", str(runs[0]["record"]["epoch"])]
+    row += [tables.mean_std([run["record"][key] for run in runs]) for key, _ in COLUMNS]
+    row.append(tables.mean_std([run["training_minutes"] for run in runs], digits=1))
+    lines.append("| " + " | ".join(row) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  del argv  # cli.run refuses positional arguments.
+  logging.set_verbosity(logging.WARNING)
+  output_dir = os.path.abspath(_OUTPUT_DIR.value)
+  results = {}
+  try:
+    configs = {name: [load_config(name, seed) for seed in range(_SEEDS.value)]
+               for name in _CONFIGS.value}
+    runtime.setup([c.batch_size for runs in configs.values() for c in runs] +
+                  [c.eval_batch_size for runs in configs.values() for c in runs])
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, "results.jsonl"), "w") as results_file:
+      for name, runs in configs.items():
+        for seed, config in enumerate(runs):
+          workdir = os.path.join(output_dir, name, f"seed_{seed}")
+          record = train.train_and_evaluate(config, workdir)
+          run = {"config": name, "seed": seed, "training_minutes": training_minutes(workdir),
+                 "record": record}
+          results.setdefault(name, []).append(run)
+          results_file.write(json.dumps(run) + "\n")
+          results_file.flush()
+          print(f"{name} seed {seed}: {run['training_minutes']:.1f} min, "
+                + ", ".join(f"{title} {record[key]:.2f}%" for key, title in COLUMNS), flush=True)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  table = markdown_table(results)
+  info = machine.describe()
+  table += (f"\nTest accuracies (%) after the last epoch and training minutes: mean ± sample "
+            f"standard deviation over {_SEEDS.value} seeds. {info['platform']}: {info['cpu']}, "
+            f"{info['cpu_count']} cores; JAX {info['jax']}.\n")
+  with open(os.path.join(output_dir, "table.md"), "w") as f:
+    f.write(table)
+  print(table)
+
+
+if __name__ == "__main__":
+  cli.run(main)
