@@ -2,7 +2,8 @@
 
 It loads MNIST onto the devices once, then runs each epoch as a few compiled chunks of
 `lax.scan`-ned train steps (shuffling and pairing happen on the device), evaluates on
-the test set, writes metrics and saves a checkpoint. Rerunning on the same workdir
+the test set (and on a validation split carved from the training images, if the config
+asks for one), writes metrics and saves a checkpoint. Rerunning on the same workdir
 resumes from the latest checkpoint and gives the same metrics as an unbroken run.
 
 In a multi-process run (see distributed.py) every process runs this same loop on the
@@ -273,7 +274,7 @@ def _train_epoch(trainer, state, epoch, start, checkpointer, interrupt, show_pro
   train_seconds = time.perf_counter() - t0
   t1 = time.perf_counter()
   predictions = trainer.predictions(state)
-  test = {**trainer.test_metrics(predictions), **trainer.validation_metrics(state)}
+  evaluated = {**trainer.test_metrics(predictions), **trainer.validation_metrics(state)}
   eval_seconds = time.perf_counter() - t1
   trained_steps = trainer.steps_per_epoch - start
   record = {
@@ -283,7 +284,7 @@ def _train_epoch(trainer, state, epoch, start, checkpointer, interrupt, show_pro
       "train_loss": float(totals["loss"]) / trained_steps,
       "train_digit_accuracy": 100.0 * float(totals["digit_correct"]) / float(totals["digits"]),
       "train_sum_accuracy": 100.0 * float(totals["sum_correct"]) / float(totals["sums"]),
-      **test,
+      **evaluated,
       "epoch_seconds": round(train_seconds, 3),
       "eval_seconds": round(eval_seconds, 3),
       "images_per_second": round(images / train_seconds, 1),
