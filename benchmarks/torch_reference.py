@@ -16,7 +16,6 @@ Needs PyTorch: `pip install -e ".[bench]"`.
 import argparse
 import itertools
 import json
-import sys
 import time
 
 import ml_collections
@@ -26,8 +25,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset
 
+from adder_jax import cli
 from adder_jax import input_pipeline
-from adder_jax.errors import UserError
 
 # The usual normalisation of MNIST pixels (the training set's mean and deviation).
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -164,12 +163,9 @@ def main():
   args = parser.parse_args()
   if args.threads:
     torch.set_num_threads(args.threads)
-  try:
+  with cli.exit_on_user_error():
     data = input_pipeline.load(ml_collections.ConfigDict(
         {"dataset": "mnist", "data_dir": args.data_dir, "manual_dir": args.manual_dir}))
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
   train_and_evaluate(data["train"], data["test"], args.epochs, args.batch_size,
                      log=lambda record: print(json.dumps(record), flush=True))
 

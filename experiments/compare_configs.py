@@ -11,9 +11,7 @@ OUTPUT_DIR/table.md and stdout, every run's final record to OUTPUT_DIR/results.j
 """
 
 import importlib
-import json
 import os
-import sys
 
 from absl import flags
 from absl import logging
@@ -59,13 +57,13 @@ def training_minutes(workdir):
 def markdown_table(results):
   """One row per config: its epochs, mean ± std of each accuracy and of the minutes."""
   header = ["config", "epochs"] + [title for _, title in COLUMNS] + ["training minutes"]
-  lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+  rows = []
   for name, runs in results.items():
     row = [f"`{name}`", str(runs[0]["record"]["epoch"])]
     row += [tables.mean_std([run["record"][key] for run in runs]) for key, _ in COLUMNS]
     row.append(tables.mean_std([run["training_minutes"] for run in runs], digits=1))
-    lines.append("| " + " | ".join(row) + " |")
-  return "\n".join(lines) + "\n"
+    rows.append(row)
+  return tables.markdown(header, rows)
 
 
 def main(argv):
@@ -73,7 +71,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   output_dir = os.path.abspath(_OUTPUT_DIR.value)
   results = {}
-  try:
+  with cli.exit_on_user_error():
     configs = {name: [load_config(name, seed) for seed in range(_SEEDS.value)]
                for name in _CONFIGS.value}
     runtime.setup([c.batch_size for runs in configs.values() for c in runs] +
@@ -86,22 +84,14 @@ def main(argv):
           record = train.train_and_evaluate(config, workdir)
           run = {"config": name, "seed": seed, "training_minutes": training_minutes(workdir),
                  "record": record}
-          results.setdefault(name, []).append(run)
-          results_file.write(json.dumps(run) + "\n")
-          results_file.flush()
+          tables.append_run(results, results_file, name, run)
           print(f"{name} seed {seed}: {run['training_minutes']:.1f} min, "
                 + ", ".join(f"{title} {record[key]:.2f}%" for key, title in COLUMNS), flush=True)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  table = markdown_table(results)
   info = machine.describe()
-  table += (f"\nTest accuracies (%) after the last epoch and training minutes: mean ± sample "
-            f"standard deviation over {_SEEDS.value} seeds. {info['platform']}: {info['cpu']}, "
-            f"{info['cpu_count']} cores; JAX {info['jax']}.\n")
-  with open(os.path.join(output_dir, "table.md"), "w") as f:
-    f.write(table)
-  print(table)
+  tables.write_table(output_dir, markdown_table(results) + (
+      f"\nTest accuracies (%) after the last epoch and training minutes: mean ± sample "
+      f"standard deviation over {_SEEDS.value} seeds. {info['platform']}: {info['cpu']}, "
+      f"{info['cpu_count']} cores; JAX {info['jax']}.\n"))
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ run's final record to OUTPUT_DIR/results.jsonl.
 """
 
 import itertools
-import json
 import os
-import sys
 import time
 
 from absl import flags
@@ -31,7 +29,6 @@ from adder_jax import models
 from adder_jax import runtime
 from adder_jax import steps
 from adder_jax import train
-from adder_jax.errors import UserError
 from configs import default
 from experiments import tables
 
@@ -96,14 +93,14 @@ def markdown_table(results):
   """One row per cell: its settings and mean ± std of each metric over the seeds."""
   header = ["task", "sum head", "held-out pairs", "supervision", "epochs"]
   header += [title for _, title in COLUMNS]
-  lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+  rows = []
   for name, runs in results.items():
     config = runs[0]["config"]
     row = [config["task"], config["model"]["sum_head"], config["data"]["holdout_pairs"] or "none",
            config["supervision"], str(config["num_epochs"])]
     row += [tables.mean_std([run["record"].get(key, np.nan) for run in runs]) for key, _ in COLUMNS]
-    lines.append("| " + " | ".join(row) + " |")
-  return "\n".join(lines) + "\n"
+    rows.append(row)
+  return tables.markdown(header, rows)
 
 
 def main(argv):
@@ -115,29 +112,21 @@ def main(argv):
   os.makedirs(output_dir, exist_ok=True)
   start = time.perf_counter()
   results = {}
-  try:
-    with open(os.path.join(output_dir, "results.jsonl"), "w") as results_file:
-      for name, overrides in grid_cells():
-        for seed in range(_SEEDS.value):
-          config = make_config(overrides, seed)
-          t0 = time.perf_counter()
-          record = train.train_and_evaluate(config, os.path.join(output_dir, name, f"seed_{seed}"))
-          run = {"cell": name, "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
-                 "config": config.to_dict(), "record": record}
-          results.setdefault(name, []).append(run)
-          results_file.write(json.dumps(run) + "\n")
-          results_file.flush()
-          print(f"{name} seed {seed}: {run['seconds']} s", flush=True)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  table = markdown_table(results)
+  results_path = os.path.join(output_dir, "results.jsonl")
+  with cli.exit_on_user_error(), open(results_path, "w") as results_file:
+    for name, overrides in grid_cells():
+      for seed in range(_SEEDS.value):
+        config = make_config(overrides, seed)
+        t0 = time.perf_counter()
+        record = train.train_and_evaluate(config, os.path.join(output_dir, name, f"seed_{seed}"))
+        run = {"cell": name, "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
+               "config": config.to_dict(), "record": record}
+        tables.append_run(results, results_file, name, run)
+        print(f"{name} seed {seed}: {run['seconds']} s", flush=True)
   minutes = (time.perf_counter() - start) / 60
-  table += (f"\nTest accuracies (%) after the last epoch: mean ± sample standard deviation "
-            f"over {_SEEDS.value} seeds. Grid wall time {minutes:.1f} min.\n")
-  with open(os.path.join(output_dir, "table.md"), "w") as f:
-    f.write(table)
-  print(table)
+  tables.write_table(output_dir, markdown_table(results) + (
+      f"\nTest accuracies (%) after the last epoch: mean ± sample standard deviation "
+      f"over {_SEEDS.value} seeds. Grid wall time {minutes:.1f} min.\n"))
 
 
 if __name__ == "__main__":

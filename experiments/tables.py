@@ -1,4 +1,7 @@
-"""Markdown table cells shared by the experiment scripts."""
+"""The results files and markdown tables that the experiment scripts share."""
+
+import json
+import os
 
 import numpy as np
 
@@ -9,3 +12,25 @@ def mean_std(values, digits=2):
     return "–"
   std = np.std(values, ddof=1) if len(values) > 1 else 0.0
   return f"{np.mean(values):.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown(header, rows):
+  """A markdown table of `header` and `rows` (lists of cell strings), newline-terminated."""
+  lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+  lines += ["| " + " | ".join(row) + " |" for row in rows]
+  return "\n".join(lines) + "\n"
+
+
+def append_run(results, results_file, row, run):
+  """Adds `run` (a dict) to results[row], the runs of one table row, and appends it to
+  the open results.jsonl as one line, flushed, so that a stopped script keeps it."""
+  results.setdefault(row, []).append(run)
+  results_file.write(json.dumps(run) + "\n")
+  results_file.flush()
+
+
+def write_table(output_dir, table):
+  """Writes `table` to OUTPUT_DIR/table.md and prints it."""
+  with open(os.path.join(output_dir, "table.md"), "w") as f:
+    f.write(table)
+  print(table)

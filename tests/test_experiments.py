@@ -13,3 +13,8 @@ def test_mean_std_is_the_mean_and_the_sample_standard_deviation():
 
 def test_a_metric_a_run_lacks_is_a_dash():
   assert tables.mean_std([99.5, np.nan]) == "–"
+
+
+def test_markdown_table():
+  assert tables.markdown(["a", "b"], [["1", "2"], ["3", "4"]]) == (
+      "| a | b |\n| --- | --- |\n| 1 | 2 |\n| 3 | 4 |\n")
