@@ -46,6 +46,7 @@ def validate(config):
   _in_range(config.augment.max_rotation, "augment.max_rotation", 0, 180)
   _fraction(config.augment.max_scale, "augment.max_scale")
   _in_range(config.augment.max_shift, "augment.max_shift", 0, 14)
+  _positive(config.model.get("kernel_size", 3), "model.kernel_size", int)
   try:
     models.parse_conv_layers(config.model.conv_layers)
   except ValueError as e:
@@ -75,6 +76,10 @@ def validate(config):
     raise UserError("config.loss.label_smoothing must be 0 with config.model.sum_head='exact': "
                     "that head gives the sums a number cannot reach probability 0, so smoothed "
                     "targets on them make the loss huge.")
+  # A task with settings of its own checks them itself.
+  check_task = getattr(tasks.TASKS[config.task], "check_config", None)
+  if check_task is not None:
+    check_task(config)
 
 
 def check_batches_split(config, num_devices, names=("batch_size", "eval_batch_size")):

@@ -1,6 +1,6 @@
 """The model on the test set: its forward pass over every test example (`predict`,
-`predict_two_images`, pure functions to compile), and, on the host, the accuracies and
-loss logged every epoch and the tables and mistakes of a full evaluation."""
+`predict_two_images`, `predict_digits`, pure functions to compile), and, on the host, the
+accuracies and loss logged every epoch and the tables and mistakes of a full evaluation."""
 
 import functools
 
@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adder_jax import long_addition
 from adder_jax import sharding
 from adder_jax import steps
 from adder_jax.constants import NUM_DIGITS
@@ -49,16 +50,11 @@ def predict(params, batch_stats, images, numbers, *, model, batch_size, batch_sh
   return jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), out)
 
 
-def predict_two_images(params, batch_stats, images, pairs, *, model, batch_size, batch_sharding):
-  """Logits for every test image and for the sum of every fixed test pair.
+def predict_digits(params, batch_stats, images, *, model, batch_size, batch_sharding):
+  """Digit logits for every test image: {'digit_logits': [N, 10]}.
 
   Args:
     images: uint8 [N, 28, 28] with N a multiple of batch_size (pad first).
-    pairs: int32 [P, 2] indices into the (unpadded) images, from
-      `input_pipeline.test_image_pairs`.
-
-  Returns:
-    dict of digit_logits [N, 10] and sum_logits [P, 19].
   """
   variables = {"params": params}
   if batch_stats:
@@ -71,7 +67,23 @@ def predict_two_images(params, batch_stats, images, pairs, *, model, batch_size,
   n = images.shape[0]
   _, digit_logits = jax.lax.scan(
       one_batch, None, images.reshape(n // batch_size, batch_size, *images.shape[1:]))
-  digit_logits = digit_logits.reshape(n, -1)
+  return {"digit_logits": digit_logits.reshape(n, -1)}
+
+
+def predict_two_images(params, batch_stats, images, pairs, *, model, batch_size, batch_sharding):
+  """Logits for every test image and for the sum of every fixed test pair.
+
+  Args:
+    images: uint8 [N, 28, 28] with N a multiple of batch_size (pad first).
+    pairs: int32 [P, 2] indices into the (unpadded) images, from
+      `input_pipeline.test_image_pairs`.
+
+  Returns:
+    dict of digit_logits [N, 10] and sum_logits [P, 19].
+  """
+  digit_logits = predict_digits(params, batch_stats, images, model=model, batch_size=batch_size,
+                                batch_sharding=batch_sharding)["digit_logits"]
+  variables = {"params": params}
   sum_logits = model.apply(variables, digit_logits[pairs[:, 0]], digit_logits[pairs[:, 1]],
                            method=model.sum_logits)
   return {"digit_logits": digit_logits, "sum_logits": sum_logits}
@@ -161,6 +173,37 @@ def two_image_test_metrics(predictions, labels, pairs, loss_config):
                                   sums, loss_config),
       "test_digit_accuracy": _percent(predictions["digit_logits"].argmax(-1) == labels),
       "test_sum_accuracy": _percent(predictions["sum_logits"].argmax(-1) == sums),
+  }
+
+
+def number_pair_test_metrics(digit_logits, labels, examples):
+  """Accuracies in percent and the test loss of the multi-digit task.
+
+  Args:
+    digit_logits: numpy float [M, 10], the logits of every test image.
+    labels: int array [M], the digit of every test image.
+    examples: int array [P, 2, N], the fixed test examples of two N-digit numbers
+      (`input_pipeline.test_number_pairs`).
+
+  Returns:
+    test_digit_accuracy over all M images; over the P sums, test_sum_accuracy (the most
+    probable digits added), test_sum_accuracy_most_probable (the exact most probable
+    sum, `long_addition.most_probable_sums`), test_most_probable_unresolved (sums whose
+    search gave up, scored by the added digits) and test_loss (the sum's negative
+    log-likelihood, the training loss).
+  """
+  log_p = np.asarray(jax.nn.log_softmax(digit_logits))[examples]  # [P, 2, N, 10]
+  sums = long_addition.add(labels[examples[:, 0]], labels[examples[:, 1]])
+  predicted = digit_logits.argmax(-1)[examples]
+  added = long_addition.add(predicted[:, 0], predicted[:, 1])
+  most_probable, _, found = long_addition.most_probable_sums(log_p[:, 0], log_p[:, 1])
+  log_likelihood = long_addition.sum_log_likelihood(log_p[:, 0], log_p[:, 1], sums)
+  return {
+      "test_loss": -float(np.mean(log_likelihood)),
+      "test_digit_accuracy": _percent(digit_logits.argmax(-1) == labels),
+      "test_sum_accuracy": _percent(np.all(added == sums, -1)),
+      "test_sum_accuracy_most_probable": _percent(np.all(most_probable == sums, -1)),
+      "test_most_probable_unresolved": int(np.sum(~found)),
   }
 
 

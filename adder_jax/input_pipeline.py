@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 
+from adder_jax import long_addition
 from adder_jax.constants import IMAGE_SHAPE, NUM_DIGITS
 from adder_jax.errors import UserError, first_line
 
@@ -272,6 +273,42 @@ def gather_two_image_batch(train_images, train_labels, plan, indices):
   del plan  # The pairs are the indices themselves.
   labels = train_labels[indices]
   return {"inputs": {"images": train_images[indices]}, "label": labels, "sum": labels.sum(-1)}
+
+
+def number_pair_epoch_plan(key, epoch, num_images, batch_size, num_digits):
+  """The examples of one epoch of the multi-digit task, drawn on the device.
+
+  Each epoch splits a fresh permutation of the training images into examples of two
+  numbers of `num_digits` images each, so every image appears once (num_images //
+  (2 * num_digits) examples; the last incomplete batch is dropped).
+
+  Returns:
+    dict of 'batch_indices': int32 [steps, batch_size, 2, num_digits], the images of
+    each digit of both numbers, most significant first.
+  """
+  examples = num_images // (2 * num_digits)
+  steps = examples // batch_size
+  order = jax.random.permutation(jax.random.fold_in(key, epoch), num_images)
+  batches = order[: steps * batch_size * 2 * num_digits].reshape(steps, batch_size, 2, num_digits)
+  return {"batch_indices": batches.astype(jnp.int32)}
+
+
+def gather_number_pair_batch(train_images, train_labels, plan, indices):
+  """The multi-digit batch at `indices` [B, 2, N] of `number_pair_epoch_plan`: 'sum' is
+  the sum's N + 1 digits, most significant first (`long_addition.add`)."""
+  del plan  # The numbers are the indices themselves.
+  labels = train_labels[indices]
+  return {"inputs": {"images": train_images[indices]}, "label": labels,
+          "sum": long_addition.add(labels[:, 0], labels[:, 1])}
+
+
+def test_number_pairs(num_images, num_digits):
+  """The fixed examples of the multi-digit test set: int32 [num_images // (2 N), 2, N],
+  the images of each digit of both numbers, from the same fixed permutation as
+  `test_image_pairs` (so for N = 1 they are its pairs)."""
+  order = np.random.default_rng(TEST_PAIRING_SEED).permutation(num_images)
+  size = 2 * num_digits
+  return order[: num_images // size * size].reshape(-1, 2, num_digits).astype(np.int32)
 
 
 def test_image_pairs(num_images):

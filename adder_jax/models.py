@@ -2,7 +2,9 @@
 
 `AdderNet` maps (uint8 image, integer number) to (digit logits [10], sum logits [19]);
 `TwoImageAdderNet` maps a pair of images to (digit logits [2, 10], sum logits [19]),
-reading both with the same digit network. The sum head sees only the digit logits and
+reading both with the same digit network; `NumberPairNet` maps two numbers of N digit
+images each to their digit logits [2, N, 10], whose sum's likelihood is
+`long_addition.sum_log_likelihood`. The sum head sees only the digit logits and
 the second operand, so whatever it knows about an image passes through its digit
 representation. It is either learned ('mlp': dense layers on the concatenated operands)
 or exact ('exact': the distribution of the sum of two independent digits, no
@@ -31,7 +33,8 @@ VALID_SUFFIX = "v"
 
 
 class Conv(NamedTuple):
-  """A 3x3 convolution block: conv, `pool` ('max', 'avg' or None), bias or BatchNorm, ReLU."""
+  """A convolution block (of `DigitNet.kernel_size`): conv, `pool` ('max', 'avg' or None),
+  bias or BatchNorm, ReLU."""
   features: int
   padding: str
   pool: Optional[str] = None
@@ -48,9 +51,10 @@ _CONV_TOKEN = re.compile(rf"([1-9][0-9]*)({VALID_SUFFIX}?)([{''.join(POOLS)}]?)"
 def parse_conv_layers(spec):
   """Parses a trunk spec such as '32 64M 64 M 128v', in the order the layers run.
 
-  Tokens: 'N' a block of a 3x3 convolution with N features and 'SAME' padding, then
-  BatchNorm (or, in a model without it, a learned bias) and ReLU; 'Nv' the same with
-  'VALID' padding; 'M' and 'A' a 2x2 max or average pool of the activations before it.
+  Tokens: 'N' a block of a convolution with N features (of `DigitNet.kernel_size`) and
+  'SAME' padding, then BatchNorm (or, in a model without it, a learned bias) and ReLU;
+  'Nv' the same with 'VALID' padding; 'M' and 'A' a 2x2 max or average pool of the
+  activations before it.
   A pool letter right after a convolution ('64M', '64vA') pools the convolution's output
   inside its block, before the bias or BatchNorm and the ReLU.
 
@@ -90,10 +94,13 @@ class DigitNet(nn.Module):
   """Conv trunk and dense layers from a uint8 image to the 10 digit logits."""
 
   conv_layers: str
+  kernel_size: int = 3
   dense_features: Sequence[int] = ()
   batch_norm: bool = False
   dropout_rate: float = 0.0
   dtype: str = "float32"
+  # Zero weights in the logits layer: every image starts at uniform digit probabilities.
+  zero_init_logits: bool = False
 
   @nn.compact
   def __call__(self, images, train):
@@ -103,7 +110,8 @@ class DigitNet(nn.Module):
       if isinstance(layer, Pool):
         x = pool(x, layer.kind)
         continue
-      x = nn.Conv(layer.features, (3, 3), padding=layer.padding, use_bias=False, dtype=self.dtype,
+      x = nn.Conv(layer.features, (self.kernel_size,) * 2, padding=layer.padding,
+                  use_bias=False, dtype=self.dtype,
                   conv_general_dilated=kernels.conv_general_dilated)(x)
       if layer.pool:
         x = pool(x, layer.pool)
@@ -113,7 +121,10 @@ class DigitNet(nn.Module):
       x = nn.Dense(features, use_bias=False, dtype=self.dtype)(x)
       x = self._normalize_and_activate(x, train)
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    logits = nn.Dense(NUM_DIGITS, dtype=self.dtype)(x)
+    # lecun_normal is nn.Dense's own default.
+    kernel_init = (nn.initializers.zeros if self.zero_init_logits
+                   else nn.initializers.lecun_normal())
+    logits = nn.Dense(NUM_DIGITS, dtype=self.dtype, kernel_init=kernel_init)(x)
     return logits.astype(jnp.float32)
 
   def _normalize_and_activate(self, x, train):
@@ -181,9 +192,10 @@ def number_log_probs(numbers):
 
 
 class _AdderBase(nn.Module):
-  """The digit network and the sum head shared by both networks."""
+  """The digit network and the sum head shared by the networks."""
 
   conv_layers: str
+  kernel_size: int = 3
   dense_features: Sequence[int] = ()
   sum_hidden_features: Sequence[int] = (128,)
   sum_head_type: str = "mlp"
@@ -191,14 +203,17 @@ class _AdderBase(nn.Module):
   batch_norm: bool = False
   dropout_rate: float = 0.0
   dtype: str = "float32"
+  zero_init_logits: bool = False
 
   def setup(self):
     self.digit_net = DigitNet(
         conv_layers=self.conv_layers,
+        kernel_size=self.kernel_size,
         dense_features=self.dense_features,
         batch_norm=self.batch_norm,
         dropout_rate=self.dropout_rate,
         dtype=self.dtype,
+        zero_init_logits=self.zero_init_logits,
     )
     if self.sum_head_type == "mlp":
       self.sum_head = SumHead(hidden_features=self.sum_hidden_features)
@@ -244,11 +259,28 @@ class TwoImageAdderNet(_AdderBase):
                          self.mlp_digit_input(second_digit_logits))
 
 
-def create_model(model_config, two_images=False):
-  """The network of `model_config`: `TwoImageAdderNet` if `two_images`, else `AdderNet`."""
-  model_class = TwoImageAdderNet if two_images else AdderNet
+class NumberPairNet(_AdderBase):
+  """images uint8 [B, 2, N, 28, 28], two N-digit numbers written one digit per image
+  (most significant first) -> digit logits [B, 2, N, 10].
+
+  It has no sum head: the training objective (`steps.sum_likelihood_objective`) takes
+  the exact likelihood of the sum, `long_addition.sum_log_likelihood` of the digits'
+  log-softmax, in time linear in N.
+  """
+
+  def __call__(self, images, train=False):
+    # One pass of the digit network over all 2N images of every example.
+    digit_logits = self.digit_net(images.reshape(-1, *images.shape[-2:]), train)
+    return digit_logits.reshape(*images.shape[:-2], -1)
+
+
+def create_model(model_config, model_class=AdderNet):
+  """The network `model_class` (`AdderNet`, `TwoImageAdderNet` or `NumberPairNet`) of
+  `model_config`."""
   return model_class(
       conv_layers=model_config.conv_layers,
+      # .get: configs saved before these fields existed still load.
+      kernel_size=model_config.get("kernel_size", 3),
       dense_features=tuple(model_config.dense_features),
       sum_hidden_features=tuple(model_config.sum_hidden_features),
       sum_head_type=model_config.sum_head,
@@ -256,4 +288,5 @@ def create_model(model_config, two_images=False):
       batch_norm=model_config.batch_norm,
       dropout_rate=model_config.dropout_rate,
       dtype=model_config.dtype,
+      zero_init_logits=model_config.get("zero_init_logits", False),
   )

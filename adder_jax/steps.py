@@ -2,8 +2,8 @@
 and a scanned chunk of steps. Nothing here touches the host.
 
 A batch is a dict of 'inputs' (the model's keyword arguments), 'label' (the digit of
-every image) and 'sum' (the target of every example); `input_pipeline.gather_batch`
-and `input_pipeline.gather_two_image_batch` build it for the two tasks.
+every image) and 'sum' (the target of every example); each task's `gather`
+(tasks.py) builds it.
 """
 
 import functools
@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from adder_jax import long_addition
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -91,32 +92,71 @@ def supervised_loss_config(loss_config, supervision):
   return loss_config
 
 
-def loss_and_metrics(params, state, batch, dropout_rng, model, loss_config):
-  """Weighted sum of the digit and sum cross-entropies, averaged over the batch.
+def loss_and_metrics(params, state, batch, dropout_rng, model, objective):
+  """The task's objective of the model's training-mode outputs on `batch`.
 
-  The metrics mark each example's digit and sum right (1) or wrong (0), and count the
-  batch's digits and sums; `train_chunk` adds them up. Per example, not summed here: a
-  sum over the sharded batch would make the devices meet in the middle of every step,
-  while the chunk's sums meet once per chunk.
+  Args:
+    objective: static, a function (model outputs, batch) -> (loss, metrics), such as
+      `cross_entropy_objective(loss_config)` or `sum_likelihood_objective`.
+
+  Returns:
+    The loss and (metrics, the updated BatchNorm statistics). The metrics mark each
+    example's digits and sum right (1) or wrong (0), and count the batch's digits and
+    sums; `train_chunk` adds them up. Per example, not summed here: a sum over the
+    sharded batch would make the devices meet in the middle of every step, while the
+    chunk's sums meet once per chunk.
   """
   variables = {"params": params}
   mutable = []
   if state.batch_stats:
     variables["batch_stats"] = state.batch_stats
     mutable = ["batch_stats"]
-  (digit_logits, sum_logits), updates = model.apply(
+  outputs, updates = model.apply(
       variables, **batch["inputs"], train=True, rngs={"dropout": dropout_rng}, mutable=mutable)
-  digit_loss = cross_entropy(digit_logits, batch["label"], loss_config.label_smoothing).mean()
-  sum_loss = cross_entropy(sum_logits, batch["sum"], loss_config.label_smoothing).mean()
-  loss = loss_config.digit_weight * digit_loss + loss_config.sum_weight * sum_loss
-  metrics = {
-      "loss": loss,
-      "digit_correct": (jnp.argmax(digit_logits, -1) == batch["label"]).astype(jnp.int32),
-      "sum_correct": (jnp.argmax(sum_logits, -1) == batch["sum"]).astype(jnp.int32),
-      "digits": jnp.int32(batch["label"].size),
-      "sums": jnp.int32(batch["sum"].size),
-  }
+  loss, metrics = objective(outputs, batch)
   return loss, (metrics, updates.get("batch_stats", state.batch_stats))
+
+
+def cross_entropy_objective(loss_config):
+  """The objective of the one-digit tasks: the weighted sum of the digit and sum
+  cross-entropies of (digit logits, sum logits), averaged over the batch."""
+
+  def objective(outputs, batch):
+    digit_logits, sum_logits = outputs
+    digit_loss = cross_entropy(digit_logits, batch["label"], loss_config.label_smoothing).mean()
+    sum_loss = cross_entropy(sum_logits, batch["sum"], loss_config.label_smoothing).mean()
+    loss = loss_config.digit_weight * digit_loss + loss_config.sum_weight * sum_loss
+    return loss, {
+        "loss": loss,
+        "digit_correct": (jnp.argmax(digit_logits, -1) == batch["label"]).astype(jnp.int32),
+        "sum_correct": (jnp.argmax(sum_logits, -1) == batch["sum"]).astype(jnp.int32),
+        "digits": jnp.int32(batch["label"].size),
+        "sums": jnp.int32(batch["sum"].size),
+    }
+
+  return objective
+
+
+def sum_likelihood_objective(outputs, batch):
+  """The objective of the multi-digit task: the negative log-likelihood of the sum
+  (`long_addition.sum_log_likelihood`), averaged over the batch. The digit labels only
+  score the digits; they take no part in the loss.
+
+  Args:
+    outputs: digit logits [B, 2, N, 10] of the two numbers of each example.
+    batch: 'label' int [B, 2, N] the digits, 'sum' int [B, N + 1] the sum's digits.
+  """
+  log_p = jax.nn.log_softmax(outputs)
+  loss = -long_addition.sum_log_likelihood(log_p[:, 0], log_p[:, 1], batch["sum"]).mean()
+  predicted = jnp.argmax(outputs, -1).astype(batch["sum"].dtype)
+  predicted_sum = long_addition.add(predicted[:, 0], predicted[:, 1])
+  return loss, {
+      "loss": loss,
+      "digit_correct": (predicted == batch["label"]).astype(jnp.int32),
+      "sum_correct": jnp.all(predicted_sum == batch["sum"], -1).astype(jnp.int32),
+      "digits": jnp.int32(batch["label"].size),
+      "sums": jnp.int32(batch["sum"].shape[0]),
+  }
 
 
 def step_key(state):
@@ -129,7 +169,7 @@ def step_key(state):
 AUGMENT_STREAM = 1
 
 
-def train_step(state, batch, model, tx, loss_config, ema_decay=0.0):
+def train_step(state, batch, model, tx, objective, ema_decay=0.0):
   """One optimizer step on one batch; returns the new state and the step's metrics.
 
   With `ema_decay` > 0 the state's moving averages become ema_decay * average +
@@ -137,7 +177,7 @@ def train_step(state, batch, model, tx, loss_config, ema_decay=0.0):
   """
   dropout_rng = step_key(state)
   grad_fn = jax.grad(loss_and_metrics, has_aux=True)
-  grads, (metrics, batch_stats) = grad_fn(state.params, state, batch, dropout_rng, model, loss_config)
+  grads, (metrics, batch_stats) = grad_fn(state.params, state, batch, dropout_rng, model, objective)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   new_state = state.replace(
       step=state.step + 1,
@@ -153,21 +193,20 @@ def train_step(state, batch, model, tx, loss_config, ema_decay=0.0):
 
 
 def train_chunk(state, train_images, train_labels, plan, chunk_start, *,
-                num_steps, model, tx, loss_config, batch_sharding, gather, augment=None,
+                num_steps, model, tx, objective, batch_sharding, gather, augment=None,
                 ema_decay=0.0):
   """`num_steps` train steps as one `lax.scan`, over batches chunk_start, chunk_start + 1, ...
 
   Args:
     state: TrainState.
     train_images, train_labels: the whole training set, resident on the devices.
-    plan: this epoch's plan (`input_pipeline.epoch_plan` or `two_image_epoch_plan`),
-      whose 'batch_indices' has one row of indices per batch.
+    plan: this epoch's plan (the task's `epoch_plan`), whose 'batch_indices' has one
+      row of indices per batch.
     chunk_start: index of the chunk's first batch in the epoch.
     num_steps: static chunk length.
-    model, tx, loss_config: static.
+    model, tx, objective: static (see `loss_and_metrics`).
     batch_sharding: how each batch is laid out over the devices.
-    gather: static, `input_pipeline.gather_batch` or `gather_two_image_batch` as fits
-      the plan.
+    gather: static, the task's `gather` of a batch of the plan.
     augment: static, None or a function (key, images) -> images that transforms every
       training image of a batch (`augment.from_config`).
     ema_decay: static, see `train_step`.
@@ -185,7 +224,7 @@ def train_chunk(state, train_images, train_labels, plan, chunk_start, *,
     if augment is not None:
       key = jax.random.fold_in(step_key(state), AUGMENT_STREAM)
       batch["inputs"]["images"] = augment(key, batch["inputs"]["images"])
-    return train_step(state, batch, model, tx, loss_config, ema_decay)
+    return train_step(state, batch, model, tx, objective, ema_decay)
 
   state, metrics = jax.lax.scan(body, state, chunk)
   return state, jax.tree.map(jnp.sum, metrics)

@@ -98,7 +98,7 @@ class Trainer:
     if num_steps not in self._chunk_fns:
       train_chunk = functools.partial(
           steps.train_chunk, num_steps=num_steps, model=self.model, tx=self.tx,
-          loss_config=self.task.loss_config, batch_sharding=sharding.batch_sharded(self.mesh),
+          objective=self.task.objective, batch_sharding=sharding.batch_sharded(self.mesh),
           gather=self.task.gather, augment=augment.from_config(self.config.augment),
           ema_decay=self.config.ema_decay)
 

@@ -22,8 +22,9 @@ def get_config():
   # results are the same up to float rounding (see adder_jax/kernels.py).
   config.gradient_kernels = "auto"
   # One of tasks.TASKS: 'image_plus_number' (an image and a number 0-9 in; digit and sum
-  # out) or 'two_images' (two images in, their sum out: MNIST addition; batch_size then
-  # counts pairs).
+  # out), 'two_images' (two images in, their sum out: MNIST addition; batch_size then
+  # counts pairs) or 'multi_digit' (two numbers of data.num_digits images each in, their
+  # sum out; batch_size then counts pairs of numbers; see configs/multi_digit.py).
   config.task = "image_plus_number"
   # Targets trained on, one of steps.SUPERVISIONS: 'both', 'sum_only' or 'digit_only' (the
   # other one's weight in the loss becomes 0; both accuracies are still reported).
@@ -44,13 +45,17 @@ def get_config():
   # for every run), to choose settings without the test set: each epoch then also reports
   # validation_* accuracies. 0: train on all 60,000.
   config.data.validation_size = 0
+  # Digits of each of the two numbers of the multi_digit task (the others ignore it).
+  config.data.num_digits = 4
 
   config.model = ml_collections.ConfigDict()
-  # Conv trunk, in the order its layers run (models.parse_conv_layers): 'N' a 3x3 conv
+  # Conv trunk, in the order its layers run (models.parse_conv_layers): 'N' a conv
   # with N features ('SAME' padding; 'Nv' 'VALID'), then BatchNorm (if batch_norm) and
   # ReLU; 'M' / 'A' a 2x2 max / average pool; 'NM' a conv whose output is max pooled
   # before its BatchNorm and ReLU. Here three conv -> max pool -> BatchNorm -> ReLU blocks.
   config.model.conv_layers = "32M 64M 128M"
+  # Height and width of every convolution's kernel.
+  config.model.kernel_size = 3
   # Dense layers between the flattened trunk and the 10 digit logits.
   config.model.dense_features = (256,)
   # One of models.SUM_HEADS. 'mlp': dense layers on [digit representation, one-hot
@@ -70,6 +75,11 @@ def get_config():
   # Compute dtype of the digit network, one of models.DTYPES ('float32' or 'bfloat16');
   # parameters stay float32.
   config.model.dtype = "float32"
+  # Start the layer of the 10 digit logits at zero weights, so that every image starts
+  # with uniform digit probabilities. Learning digits from multi-digit sums needs it:
+  # from random initial weights some seeds settle on a wrong map of the digits
+  # (experiments/README.md, "Multi-digit addition").
+  config.model.zero_init_logits = False
 
   config.optimizer = ml_collections.ConfigDict()
   # One of optimizers.OPTIMIZERS: 'adam', 'adamw', 'sgd' (Nesterov momentum b1) or 'lamb'.

@@ -11,6 +11,7 @@ import textwrap
 from unittest import mock
 
 from absl import flags
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.testing import mocking
@@ -128,6 +129,31 @@ def assert_one_line_error(status, stderr, *words):
   assert len(lines) == 1 and lines[0].startswith("error: "), stderr
   for word in words:
     assert word in lines[0]
+
+
+# Code for `run_on_cpu_devices`: trains the JSON config {config} on {n} mock examples in
+# {workdir} and prints the device count and the last record.
+TRAIN_ON_DEVICES = """
+import json
+import jax
+import ml_collections
+from adder_jax import train
+from conftest import mock_mnist
+config = ml_collections.ConfigDict(json.loads({config!r}))
+with mock_mnist(num_examples={n}):
+  record = train.train_and_evaluate(config, {workdir!r})
+print(json.dumps({{"devices": jax.device_count(), "record": record}}))
+"""
+
+
+def first_training_batch(task, num_images, plan_key):
+  """The first batch of `task`'s epoch plan over `num_images` random images and digits
+  (drawn from seed 0), gathered as training gathers it."""
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (num_images, 28, 28), dtype=np.uint8)
+  labels = rng.integers(0, 10, num_images).astype(np.int32)
+  plan = task.epoch_plan(plan_key, 0, labels)
+  return task.gather(images, labels, plan, plan["batch_indices"][0])
 
 
 def run_on_cpu_devices(code, devices=8, timeout=600):

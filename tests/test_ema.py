@@ -26,7 +26,8 @@ def _steps(count, ema_decay):
   """`count` train steps of the tiny setup; the states before and after each step."""
   config, model, tx, batch = _tiny_setup()
   state = steps.init_state(model, tx, jax.random.key(0), batch["inputs"], ema=ema_decay > 0)
-  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, config.loss, ema_decay))
+  objective = steps.cross_entropy_objective(config.loss)
+  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, objective, ema_decay))
   states = [state]
   for _ in range(count):
     states.append(step(states[-1], batch)[0])

@@ -17,7 +17,7 @@ from adder_jax import kernels
 from adder_jax import sharding
 from adder_jax import steps
 from adder_jax import tasks
-from conftest import run_on_cpu_devices
+from conftest import first_training_batch, run_on_cpu_devices
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -143,27 +143,20 @@ def test_unknown_kind_is_refused():
       pass
 
 
-# Configs whose networks the comparison below covers: every trunk spec the configs use.
-CONFIGS = ("default", "fast", "smoke", "reference_cnn", "two_images")
+# Configs whose networks the comparison below covers: every trunk spec and kernel size
+# the configs use.
+CONFIGS = ("default", "fast", "smoke", "reference_cnn", "two_images", "multi_digit",
+           "multi_digit_lenet")
 
 
 def loss_and_gradients(config_name, kind):
   """The training loss and gradients of the config's network on a fixed batch of 16
-  examples, split over all devices, with the gradient kernels `kind`."""
+  examples of its task, split over all devices, with the gradient kernels `kind`."""
   config = importlib.import_module(f"configs.{config_name}").get_config()
+  config.batch_size = 16
   task = tasks.create_task(config)
   model = task.create_model()
-  rng = np.random.default_rng(0)
-  examples = 16
-  images = rng.integers(0, 256, (examples, 2, 28, 28) if config.task == "two_images"
-                        else (examples, 28, 28), dtype=np.uint8)
-  labels = rng.integers(0, 10, images.shape[:-2]).astype(np.int32)
-  numbers = rng.integers(0, 10, examples).astype(np.int32)
-  inputs = {"images": images}
-  if config.task == "two_images":
-    batch = {"inputs": inputs, "label": labels, "sum": labels.sum(-1)}
-  else:
-    batch = {"inputs": dict(inputs, numbers=numbers), "label": labels, "sum": labels + numbers}
+  batch = first_training_batch(task, 256, jax.random.key(2))
   state = steps.init_state(model, optax.adam(1e-3), jax.random.key(0), batch["inputs"])
   mesh = sharding.create_mesh()
   batch = jax.device_put(batch, sharding.batch_sharded(mesh))
@@ -172,7 +165,7 @@ def loss_and_gradients(config_name, kind):
     with jax.sharding.use_abstract_mesh(mesh.abstract_mesh), kernels.use(kind):
       grad_fn = jax.grad(steps.loss_and_metrics, has_aux=True)
       grads, (metrics, _) = grad_fn(params, state, batch, jax.random.key(1), model,
-                                    task.loss_config)
+                                    task.objective)
       return metrics["loss"], grads
 
   return jax.device_get(jax.jit(loss_fn)(state.params, batch))

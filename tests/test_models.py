@@ -7,6 +7,7 @@ import pytest
 
 from adder_jax import models
 from configs import default
+from configs import multi_digit_lenet
 from configs import reference_cnn
 
 
@@ -29,6 +30,27 @@ def test_reference_network_has_the_classic_parameter_count():
   model = models.create_model(reference_cnn.get_config().model)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 28, 28), jnp.uint8), jnp.zeros((1,), jnp.int32))
   assert _count(variables["params"]) == 220_125
+
+
+def test_lenet_network_has_the_literature_parameter_count_and_number_pair_shapes():
+  model = models.create_model(multi_digit_lenet.get_config().model, models.NumberPairNet)
+  images = jnp.zeros((3, 2, 4, 28, 28), jnp.uint8)
+  variables = model.init(jax.random.key(0), images)
+  # conv 5x5 1->6, conv 5x5 6->16, dense 256->120->84->10.
+  assert _count(variables["params"]) == 44_426
+  assert model.apply(variables, images).shape == (3, 2, 4, 10)
+
+
+@pytest.mark.parametrize("zero_init_logits", [False, True])
+def test_zero_initialised_logits_start_every_image_at_uniform_digits(zero_init_logits):
+  config = default.get_config().model
+  config.zero_init_logits = zero_init_logits
+  model = models.create_model(config)
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 28, 28)), jnp.uint8)
+  variables = model.init(jax.random.key(0), images, jnp.zeros((4,), jnp.int32))
+  digit_logits, _ = model.apply(variables, images, jnp.zeros((4,), jnp.int32))
+  uniform = np.allclose(jax.nn.softmax(digit_logits), 0.1, atol=1e-7)
+  assert uniform == zero_init_logits
 
 
 def test_sum_head_sees_the_number():
@@ -91,7 +113,8 @@ def test_max_pooling_inside_a_block_without_batch_norm_is_conv_bias_relu_pool():
 def _model(sum_head, two_images=False):
   config = default.get_config()
   config.model.sum_head = sum_head
-  return models.create_model(config.model, two_images=two_images)
+  return models.create_model(config.model,
+                             models.TwoImageAdderNet if two_images else models.AdderNet)
 
 
 def test_exact_head_is_the_convolution_of_the_two_digit_distributions():

@@ -47,7 +47,8 @@ def _tiny_setup():
 def _one_step():
   config, model, tx, batch = _tiny_setup()
   state = steps.init_state(model, tx, jax.random.key(0), batch["inputs"])
-  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, config.loss))
+  objective = steps.cross_entropy_objective(config.loss)
+  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, objective))
   return state, *step(state, batch)
 
 
@@ -75,7 +76,8 @@ def test_train_step_moves_every_parameter_and_counts_the_step():
 def test_training_on_one_batch_lowers_the_loss():
   config, model, tx, batch = _tiny_setup()
   state = steps.init_state(model, tx, jax.random.key(0), batch["inputs"])
-  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, config.loss))
+  objective = steps.cross_entropy_objective(config.loss)
+  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, objective))
   state, first = step(state, batch)
   for _ in range(100):
     state, last = step(state, batch)
@@ -98,7 +100,8 @@ def test_training_never_reads_the_unsupervised_target(supervision, unused):
   config, model, tx, batch = _tiny_setup()
   loss_config = steps.supervised_loss_config(config.loss, supervision)
   state = steps.init_state(model, tx, jax.random.key(0), batch["inputs"])
-  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, loss_config))
+  objective = steps.cross_entropy_objective(loss_config)
+  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, objective))
   scrambled = dict(batch, **{unused: (batch[unused] + 3) % 10})
   trained, _ = step(state, batch)
   trained_on_scrambled, _ = step(state, scrambled)

@@ -10,7 +10,7 @@ import pytest
 from adder_jax import checkpointing
 from adder_jax import reporting
 from adder_jax import train
-from conftest import mock_mnist, run_on_cpu_devices, small_config
+from conftest import TRAIN_ON_DEVICES, mock_mnist, run_on_cpu_devices, small_config
 
 NUM_EXAMPLES = 120
 # Timings differ from run to run; everything else must not.
@@ -107,22 +107,9 @@ def test_generic_gradients_give_the_metrics_of_the_cpu_kernels(reference_run, tm
     assert abs(generic[key] - fast[key]) <= 100.0 / NUM_EXAMPLES + 1e-9, key
 
 
-_RUN_ON_DEVICES = """
-import json
-import jax
-import ml_collections
-from adder_jax import train
-from conftest import mock_mnist
-config = ml_collections.ConfigDict(json.loads({config!r}))
-with mock_mnist(num_examples={n}):
-  record = train.train_and_evaluate(config, {workdir!r})
-print(json.dumps({{"devices": jax.device_count(), "record": record}}))
-"""
-
-
 def test_eight_devices_give_the_same_metrics_as_one(reference_run, tmp_path):
   config, workdir = reference_run
-  result = run_on_cpu_devices(_RUN_ON_DEVICES.format(config=config.to_json(), n=NUM_EXAMPLES,
+  result = run_on_cpu_devices(TRAIN_ON_DEVICES.format(config=config.to_json(), n=NUM_EXAMPLES,
                                                      workdir=str(tmp_path)), timeout=300)
   assert result["devices"] == 8
   one_device = reporting.read_metrics(str(workdir))[-1]

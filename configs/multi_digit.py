@@ -1,0 +1,26 @@
+"""Multi-digit MNIST addition: two N-digit numbers, each written as N MNIST images (most
+significant first), trained on their sum alone.
+
+The standard protocol: each epoch splits the 60,000 training images into 60,000 / 2N
+examples (every image once); the test set is the 10,000 / 2N fixed examples of the test
+images. The loss is the negative log of the sum's exact likelihood, a dynamic program
+over the carry (adder_jax/long_addition.py), so per-image digit accuracy emerges without
+digit labels. For another N, keep batches of about 120 images: batch_size = 60 / N
+examples (experiments/multi_digit.py does).
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.task = "multi_digit"
+  config.supervision = "sum_only"
+  config.model.sum_head = "exact"
+  # Without it some seeds learn a wrong digit map (see configs/default.py).
+  config.model.zero_init_logits = True
+  config.data.num_digits = 4
+  # Examples (pairs of numbers) per batch; 15 divides the 7,500 training examples of N=4.
+  config.batch_size = 15
+  config.num_epochs = 8
+  return config
