@@ -21,7 +21,6 @@ from adder_jax import reporting
 from adder_jax import runtime
 from adder_jax import train
 from adder_jax.errors import UserError
-from benchmarks import machine
 from experiments import tables
 
 _CONFIGS = flags.DEFINE_list("configs", ["default", "fast", "best"],
@@ -87,11 +86,7 @@ def main(argv):
           tables.append_run(results, results_file, name, run)
           print(f"{name} seed {seed}: {run['training_minutes']:.1f} min, "
                 + ", ".join(f"{title} {record[key]:.2f}%" for key, title in COLUMNS), flush=True)
-  info = machine.describe()
-  tables.write_table(output_dir, markdown_table(results) + (
-      f"\nTest accuracies (%) after the last epoch and training minutes: mean ± sample "
-      f"standard deviation over {_SEEDS.value} seeds. {info['platform']}: {info['cpu']}, "
-      f"{info['cpu_count']} cores; JAX {info['jax']}.\n"))
+  tables.write_table(output_dir, markdown_table(results) + tables.footnote(_SEEDS.value))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 
+from benchmarks import machine
+
 
 def mean_std(values, digits=2):
   """'mean ± sample standard deviation' of `values`; '–' if any is NaN (not measured)."""
@@ -27,6 +29,14 @@ def append_run(results, results_file, row, run):
   results.setdefault(row, []).append(run)
   results_file.write(json.dumps(run) + "\n")
   results_file.flush()
+
+
+def footnote(seeds):
+  """The line under a results table: what its cells are, and the machine they ran on."""
+  info = machine.describe()
+  return (f"\nTest accuracies (%) after the last epoch and training minutes: mean ± sample "
+          f"standard deviation over {seeds} seeds. {info['platform']}: {info['cpu']}, "
+          f"{info['cpu_count']} cores; JAX {info['jax']}.\n")
 
 
 def write_table(output_dir, table):
