@@ -1,10 +1,11 @@
 """A trained model read back from its workdir, to predict outside training.
 
-`Predictor(workdir)` loads WORKDIR/config.json and the latest checkpoint; its
-`predict` reads the digit in 28x28 images and adds numbers to it, and `predict_files`
-does the same for image files, preprocessed as MNIST was (see preprocess.py). A file
-that cannot be read does not stop the others: its `Prediction` carries the `error`
-instead of a digit. In a notebook:
+`Predictor(workdir)` loads WORKDIR/config.json and the latest checkpoint. For an image +
+number run, its `predict` reads the digit in 28x28 images and adds numbers to it, and
+`predict_files` does the same for image files, preprocessed as MNIST was (see
+preprocess.py); a file that cannot be read does not stop the others: its `Prediction`
+carries the `error` instead of a digit. For a two-image run, `predict_pairs` reads both
+digits of each pair and their sum. In a notebook:
 
   from adder_jax import inference
   predictions = inference.predict_files("/tmp/workdir", ["seven.png"], numbers=3)
@@ -53,6 +54,17 @@ class Prediction:
   error: Optional[str] = None  # Why the image file could not be read.
 
 
+@dataclasses.dataclass(frozen=True)
+class PairPrediction:
+  """What a two-image model reads in a pair of images, and the sum it makes of them."""
+
+  digits: Tuple[int, int]
+  digit_probabilities: Tuple[Tuple[float, ...], Tuple[float, ...]]  # Each over 0-9.
+  sum: int
+  sum_probability: float
+  sum_probabilities: Tuple[float, ...]  # Over the sums 0-18.
+
+
 def load_config(workdir):
   """The training config saved in WORKDIR/config.json, checked (without JAX devices)."""
   path = os.path.join(workdir, CONFIG_FILE)
@@ -75,6 +87,18 @@ def check_image_plus_number(config, workdir):
   if config.task != "image_plus_number":
     raise UserError(f"{workdir} was trained on the {config.task!r} task; predict and "
                     "evaluate read image + number runs.")
+
+
+# The tasks whose checkpoints a Predictor reads: their inputs are single digit images.
+PREDICTOR_TASKS = ("image_plus_number", "two_images")
+
+
+def check_predictor_task(config, workdir):
+  """Raises a UserError unless a Predictor reads runs of `config`'s task."""
+  if config.task not in PREDICTOR_TASKS:
+    raise UserError(f"{workdir} was trained on the {config.task!r} task; a trained model "
+                    f"is read from runs of the {' or '.join(map(repr, PREDICTOR_TASKS))} "
+                    "task.")
 
 
 def check_has_checkpoint(workdir):
@@ -117,8 +141,9 @@ class Predictor:
   def __init__(self, workdir):
     workdir = os.path.abspath(workdir)
     check_has_checkpoint(workdir)
+    self.workdir = workdir
     self.config = load_config(workdir)
-    check_image_plus_number(self.config, workdir)
+    check_predictor_task(self.config, workdir)
     task = tasks.create_task(self.config)
     self.model = task.create_model()
     self._mesh = sharding.create_mesh()
@@ -137,25 +162,16 @@ class Predictor:
     Returns:
       A list of N `Prediction`s.
     """
-    images = np.asarray(images, np.uint8)
-    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-      raise UserError(f"images must have shape [N, 28, 28], got {list(images.shape)}.")
+    self._check_task("image_plus_number", "predict")
+    images = _check_images(images)
     count = len(images)
-    if not count:
-      raise UserError("no image given.")
     numbers = check_numbers(numbers, count)
     # A batch must split evenly over the devices.
     padded = -count % self._mesh.size
-    batch = count + padded
-    if batch not in self._compiled:
-      self._compiled[batch] = jax.jit(functools.partial(
-          evaluation.predict, model=self.model, batch_size=batch,
-          batch_sharding=sharding.batch_sharded(self._mesh)))
-    out = jax.device_get(self._compiled[batch](
-        self._params, self._batch_stats, np.pad(images, ((0, padded), (0, 0), (0, 0))),
-        np.pad(numbers, (0, padded))))
-    digit_probabilities = np.asarray(jax.nn.softmax(out["digit_logits"][:count]))
-    sum_probabilities = np.asarray(jax.nn.softmax(out["sum_logits"][:count]))
+    out = self._run(evaluation.predict, np.pad(images, ((0, padded), (0, 0), (0, 0))),
+                    np.pad(numbers, (0, padded)))
+    digit_probabilities = _softmax(out["digit_logits"][:count])
+    sum_probabilities = _softmax(out["sum_logits"][:count])
     predictions = []
     for number, digit_p, sum_p in zip(numbers, digit_probabilities, sum_probabilities):
       predictions.append(Prediction(
@@ -165,6 +181,52 @@ class Predictor:
           digit_probabilities=tuple(float(p) for p in digit_p),
           sum_probabilities=tuple(float(p) for p in sum_p)))
     return predictions
+
+  def predict_pairs(self, first_images, second_images):
+    """Reads the digits of a two-image model's pairs and adds them.
+
+    Args:
+      first_images, second_images: uint8 [N, 28, 28] each, MNIST style; pair i is
+        (first_images[i], second_images[i]).
+
+    Returns:
+      A list of N `PairPrediction`s.
+    """
+    self._check_task("two_images", "predict_pairs")
+    first_images, second_images = _check_images(first_images), _check_images(second_images)
+    if first_images.shape != second_images.shape:
+      raise UserError(f"got {len(first_images)} first and {len(second_images)} second images.")
+    count = len(first_images)
+    # Image 2i and 2i + 1 make pair i; a batch must split evenly over the devices.
+    images = np.stack([first_images, second_images], axis=1).reshape(2 * count, *IMAGE_SHAPE)
+    padded = -2 * count % self._mesh.size
+    out = self._run(evaluation.predict_two_images,
+                    np.pad(images, ((0, padded), (0, 0), (0, 0))),
+                    np.arange(2 * count, dtype=np.int32).reshape(count, 2))
+    digit_probabilities = _softmax(out["digit_logits"][:2 * count]).reshape(count, 2, -1)
+    sum_probabilities = _softmax(out["sum_logits"])
+    return [PairPrediction(
+        digits=tuple(int(p.argmax()) for p in digit_p),
+        digit_probabilities=tuple(tuple(float(x) for x in p) for p in digit_p),
+        sum=int(sum_p.argmax()), sum_probability=float(sum_p.max()),
+        sum_probabilities=tuple(float(p) for p in sum_p))
+            for digit_p, sum_p in zip(digit_probabilities, sum_probabilities)]
+
+  def _check_task(self, task, method):
+    if self.config.task != task:
+      raise UserError(f"{self.workdir} was trained on the {self.config.task!r} task; "
+                      f"{method} reads {task!r} runs.")
+
+  def _run(self, predict, images, *inputs):
+    """`evaluation.predict` or `predict_two_images` on `images` (a multiple of the
+    device count), compiled once per function and input shapes."""
+    key = (predict, images.shape, *(x.shape for x in inputs))
+    if key not in self._compiled:
+      self._compiled[key] = jax.jit(functools.partial(
+          predict, model=self.model, batch_size=len(images),
+          batch_sharding=sharding.batch_sharded(self._mesh)))
+    return jax.device_get(self._compiled[key](self._params, self._batch_stats, images,
+                                              *inputs))
 
   def predict_files(self, paths, numbers, save_preprocessed=None):
     """`predict` on image files (PNG, JPEG or BMP), preprocessed as MNIST was.
@@ -180,6 +242,7 @@ class Predictor:
       A `Prediction` per path, in order; those of files that cannot be read carry
       their `error` and no digit.
     """
+    self._check_task("image_plus_number", "predict")
     paths = _path_list(paths)
     numbers = check_numbers(numbers, len(paths))
     saved = preprocessed_paths(paths, save_preprocessed) if save_preprocessed else None
@@ -206,6 +269,20 @@ def predict_files(workdir, paths, numbers, save_preprocessed=None):
   paths = _path_list(paths)
   check_numbers(numbers, len(paths))  # Before the model loads, so a typo fails fast.
   return Predictor(workdir).predict_files(paths, numbers, save_preprocessed)
+
+
+def _check_images(images):
+  """`images` as uint8 [N, 28, 28], N >= 1."""
+  images = np.asarray(images, np.uint8)
+  if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+    raise UserError(f"images must have shape [N, 28, 28], got {list(images.shape)}.")
+  if not len(images):
+    raise UserError("no image given.")
+  return images
+
+
+def _softmax(logits):
+  return np.asarray(jax.nn.softmax(logits))
 
 
 def _path_list(paths):
