@@ -24,7 +24,6 @@ the results.
 import json
 import math
 import os
-import shlex
 import sys
 import time
 
@@ -196,14 +195,7 @@ _PATH_FLAGS = ("config.data.data_dir", "config.data.manual_dir")
 
 def recorded_command(argv):
   """The command line that ran, its MNIST paths replaced by DIR."""
-  args = []
-  for arg in argv[1:]:
-    name, equals, _ = arg.partition("=")
-    args.append(f"{name}=DIR" if equals and name.lstrip("-") in _PATH_FLAGS else arg)
-  for i in range(len(args) - 1):  # '--config.data.data_dir DIR', space separated.
-    if args[i].lstrip("-") in _PATH_FLAGS:
-      args[i + 1] = "DIR"
-  return "python -m benchmarks.benchmark " + shlex.join(args)
+  return machine.recorded_command("benchmarks.benchmark", argv, _PATH_FLAGS)
 
 
 def check_output(path):

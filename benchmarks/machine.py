@@ -2,6 +2,7 @@
 
 import os
 import platform
+import shlex
 import subprocess
 
 import flax
@@ -40,3 +41,17 @@ def describe(torch=None):
   if torch is not None:
     info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
   return info
+
+
+def recorded_command(module, argv, path_flags):
+  """`python -m MODULE ARGS` as it ran, the values of `path_flags` (where data or a run
+  is kept: not part of the result) replaced by DIR, in both `--flag=value` and
+  `--flag value` forms."""
+  args = []
+  for arg in argv[1:]:
+    name, equals, _ = arg.partition("=")
+    args.append(f"{name}=DIR" if equals and name.lstrip("-") in path_flags else arg)
+  for i in range(len(args) - 1):
+    if args[i].lstrip("-") in path_flags:
+      args[i + 1] = "DIR"
+  return f"python -m {module} " + shlex.join(args)

@@ -12,7 +12,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from adder_jax import demo
 from adder_jax import inference
+from benchmarks import demo_latency
 from experiments import photo_digits
 
 pytestmark = pytest.mark.slow
@@ -68,3 +70,16 @@ def test_clean_image_files_are_read(predictor, mnist_test_digits, tmp_path, name
     picture.save(path)
     paths.append(str(path))
   assert accuracy(predictor, paths, labels) >= 97.0
+
+
+def test_digits_drawn_on_the_demo_pad_are_read(predictor, mnist_test_digits):
+  """MNIST test digits redrawn as the demo's pad delivers a hand drawing (thin strokes
+  retraced with its brush), read through the demo's own steps."""
+  images, labels = mnist_test_digits
+  page_demo = demo.Demo(predictor)
+  digits = []
+  for image in images:
+    answer = page_demo.answer([demo.read_drawing(demo_latency.drawn_like(image))], 0)
+    (probabilities,) = answer.digit_probabilities
+    digits.append(int(max(probabilities, key=probabilities.get)))
+  assert 100.0 * float(np.mean(np.asarray(digits) == labels)) >= 95.0

@@ -1,0 +1,173 @@
+"""Tests of the demo page's answers (`demo.Demo`, `read_drawing`, `read_upload`), of
+`inference.Predictor.predict_pairs`, and of `python -m adder_jax.demo`'s errors. The page
+in a real browser: test_demo_browser.py."""
+
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from adder_jax import demo
+from adder_jax import inference
+from adder_jax import preprocess
+from adder_jax import train
+from benchmarks.demo_latency import drawn_like
+from conftest import MOCK_EXAMPLES, assert_one_line_error, mock_mnist, run_cli, small_config
+from test_preprocess import draw_digit
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_workdir):
+  return inference.Predictor(trained_workdir)
+
+
+@pytest.fixture(scope="module")
+def page_demo(predictor):
+  return demo.Demo(predictor)
+
+
+@pytest.fixture(scope="module")
+def two_image_workdir(tmp_path_factory):
+  """A two-image run trained for one short epoch on mock MNIST."""
+  root = tmp_path_factory.mktemp("two_images")
+  config = small_config(root / "tfds")
+  config.task = "two_images"
+  config.num_epochs = 1
+  with mock_mnist(MOCK_EXAMPLES):
+    train.train_and_evaluate(config, str(root / "workdir"))
+  return str(root / "workdir")
+
+
+def test_a_drawing_is_answered_as_predict_reads_it(page_demo, predictor):
+  drawing = drawn_like(preprocess.mnist_style(np.asarray(draw_digit(), np.float32)))
+  network_input = demo.read_drawing(drawing)
+  # The same preprocessing as a file given to predict.
+  np.testing.assert_array_equal(network_input, preprocess.mnist_style(drawing["composite"]))
+  answer = page_demo.answer([network_input], 4)
+  expected = predictor.predict(network_input[None], 4)[0]
+  assert answer.text.startswith(f"## {expected.digit} + 4 = {expected.sum}\n")
+  (digits,) = answer.digit_probabilities
+  assert list(digits) == [str(d) for d in range(10)]
+  assert list(answer.sum_probabilities) == [str(s) for s in range(19)]
+  assert sum(digits.values()) == pytest.approx(1.0, abs=1e-5)
+  assert sum(answer.sum_probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+  np.testing.assert_allclose(list(digits.values()), expected.digit_probabilities, rtol=1e-6)
+  # The network input is shown enlarged, pixel for pixel.
+  (shown,) = answer.network_inputs
+  assert shown.shape == (28 * demo.ZOOM, 28 * demo.ZOOM)
+  np.testing.assert_array_equal(shown[::demo.ZOOM, ::demo.ZOOM], network_input)
+
+
+def test_the_number_changes_only_the_sum_input(page_demo):
+  network_input = demo.read_drawing(drawn_like(preprocess.mnist_style(
+      np.asarray(draw_digit(), np.float32))))
+  first, second = page_demo.answer([network_input], 0), page_demo.answer([network_input], 9)
+  assert first.digit_probabilities == second.digit_probabilities
+  assert "+ 0 =" in first.text and "+ 9 =" in second.text
+
+
+@pytest.mark.parametrize("value", [None, {"composite": None},
+                                   {"composite": np.full((280, 280), 255, np.uint8)}])
+def test_an_empty_pad_asks_for_a_digit(page_demo, value):
+  assert demo.read_drawing(value) is None
+  answer = page_demo.answer([demo.read_drawing(value)], 3)
+  assert answer.text == "Draw a digit (or upload an image file)."
+  assert answer.network_inputs == (None,) and answer.sum_probabilities is None
+
+
+def test_an_upload_is_read_as_predict_reads_a_file(page_demo, tmp_path):
+  path = tmp_path / "seven.jpg"
+  draw_digit(ink=(0, 0, 0), background=(255, 255, 255), mode="RGB").save(path)
+  network_input = demo.read_upload(str(path))
+  np.testing.assert_array_equal(network_input, preprocess.load_digit(str(path)))
+  assert page_demo.answer([network_input], 2).text.startswith("## ")
+
+
+def test_an_upload_that_is_not_an_image_is_one_error_line(page_demo, tmp_path):
+  path = tmp_path / "notes.txt"
+  path.write_text("not an image")
+  message = demo.read_upload(str(path))
+  assert message == "notes.txt is not a PNG, JPEG or BMP image."
+  answer = page_demo.answer([message], 3)
+  assert answer.text == f"**error:** {message}"
+  assert answer.sum_probabilities is None and answer.network_inputs == (None,)
+
+
+def test_predict_pairs_reads_both_digits(two_image_workdir):
+  predictor = inference.Predictor(two_image_workdir)
+  first = [preprocess.mnist_style(np.asarray(draw_digit(offset=(k, 0)), np.float32))
+           for k in (0, 3, -2)]
+  second = [np.rot90(image) for image in first]
+  pairs = predictor.predict_pairs(first, second)
+  assert len(pairs) == 3
+  # Each pair is read as it is alone, and each digit as it is in any pair.
+  for i, pair in enumerate(pairs):
+    alone = predictor.predict_pairs(first[i:i + 1], second[i:i + 1])[0]
+    assert alone.digits == pair.digits and alone.sum == pair.sum
+    np.testing.assert_allclose(alone.sum_probabilities, pair.sum_probabilities, atol=1e-6)
+    assert pair.digits == tuple(int(np.argmax(p)) for p in pair.digit_probabilities)
+    assert sum(pair.sum_probabilities) == pytest.approx(1.0, abs=1e-5)
+  swapped = predictor.predict_pairs(second[:1], first[:1])[0]
+  assert swapped.digits == pairs[0].digits[::-1]
+  with pytest.raises(inference.UserError, match="predict reads 'image_plus_number' runs"):
+    predictor.predict(first, 3)
+
+
+def test_a_two_image_run_gets_two_pads_and_their_sum(two_image_workdir):
+  page_demo = demo.Demo(inference.Predictor(two_image_workdir))
+  assert page_demo.slots == 2
+  first = preprocess.mnist_style(np.asarray(draw_digit(), np.float32))
+  assert page_demo.answer([first, None]).text == (
+      "Draw a digit on each pad (or upload an image file).")
+  answer = page_demo.answer([first, np.rot90(first)])
+  pair = page_demo.predictor.predict_pairs([first], [np.rot90(first)])[0]
+  assert answer.text.startswith(f"## {pair.digits[0]} + {pair.digits[1]} = {pair.sum}\n")
+  assert len(answer.digit_probabilities) == 2 and len(answer.network_inputs) == 2
+
+
+def test_the_page_is_built_for_both_kinds_of_run(page_demo, two_image_workdir):
+  gr = pytest.importorskip("gradio", reason="the [demo] extra is not installed")
+  one = demo.build_page(gr, page_demo)
+  two = demo.build_page(gr, demo.Demo(inference.Predictor(two_image_workdir)))
+  ids = lambda page: {block.elem_id for block in page.blocks.values() if block.elem_id}
+  assert {"pad-0", "upload-0", "number", "answer", "network-input-0",
+          "digit-probabilities-0", "sum-probabilities"} <= ids(one)
+  assert {"pad-0", "pad-1", "digit-probabilities-1", "network-input-1"} <= ids(two)
+  assert "number" not in ids(two)
+
+
+def test_missing_gradio_says_how_to_install_it(trained_workdir, capsys, monkeypatch):
+  monkeypatch.setitem(sys.modules, "gradio", None)
+  status, _, err = run_cli(demo, ["--workdir", trained_workdir], capsys)
+  assert_one_line_error(status, err, "needs Gradio", 'pip install -e ".[demo]"')
+
+
+def test_a_workdir_without_checkpoint_is_one_error_line(tmp_path, capsys):
+  pytest.importorskip("gradio", reason="the [demo] extra is not installed")
+  status, _, err = run_cli(demo, ["--workdir", tmp_path], capsys)
+  assert_one_line_error(status, err, "has no checkpoint")
+
+
+def test_a_multi_digit_run_is_refused(trained_workdir, tmp_path):
+  config = inference.load_config(trained_workdir)
+  config.task = "multi_digit"
+  with pytest.raises(inference.UserError, match="'multi_digit' task"):
+    inference.check_predictor_task(config, str(tmp_path))
+
+
+def test_a_port_out_of_range_is_one_error_line(tmp_path):
+  result = subprocess.run([sys.executable, "-m", "adder_jax.demo", "--workdir", str(tmp_path),
+                           "--port", "65536"], capture_output=True, text=True, timeout=120)
+  assert_one_line_error(result.returncode, result.stderr, "--port")
+
+
+def test_a_port_in_use_is_one_error_line(trained_workdir, capsys):
+  pytest.importorskip("gradio", reason="the [demo] extra is not installed")
+  with socket.socket() as taken:
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    status, _, err = run_cli(demo, ["--workdir", trained_workdir, "--port", port], capsys)
+  assert_one_line_error(status, err, f"127.0.0.1:{port}", "choose another --port")
