@@ -65,8 +65,8 @@ COMMANDS = documented_commands()
 
 
 def test_the_pages_document_the_main_commands():
-  assert {"adder_jax.main", "adder_jax.predict", "adder_jax.evaluate",
-          "benchmarks.benchmark"} <= set(COMMANDS)
+  assert {"adder_jax.main", "adder_jax.predict", "adder_jax.evaluate", "adder_jax.demo",
+          "benchmarks.benchmark", "benchmarks.demo_latency"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("module", sorted(m for m in COMMANDS if m != "pytest"))
