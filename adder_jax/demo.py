@@ -100,6 +100,8 @@ class Demo:
   def answer(self, inputs: Sequence[SlotInput], number: Optional[int] = None) -> Answer:
     """What the page shows for the slots' `inputs` and, for an image + number run, the
     `number` 0-9 to add."""
+    if len(inputs) != self.slots:
+      raise ValueError(f"expected {self.slots} inputs, one per image slot; got {len(inputs)}.")
     errors = [x for x in inputs if isinstance(x, str)]
     if errors or any(x is None for x in inputs):
       prompt = "Draw a digit on each pad" if self.two_images else "Draw a digit"
@@ -188,7 +190,10 @@ def build_page(gr, demo):
   """The Gradio page of `demo`: pads (and uploads) per slot, the number for an image +
   number run, and the answer, updated on every change."""
   predictor = demo.predictor
-  with gr.Blocks(title="adder_jax demo", analytics_enabled=False) as page:
+  # Uploads and the shown network inputs are files in Gradio's cache: deleted after an
+  # hour, and when the server stops.
+  with gr.Blocks(title="adder_jax demo", analytics_enabled=False,
+                 delete_cache=(3600, 3600)) as page:
     gr.Markdown(f"# adder_jax\nThe model of the run `{os.path.basename(predictor.workdir)}` "
                 f"(step {predictor.step}, task `{predictor.config.task}`). "
                 + ("Draw a digit on each pad, or upload images of them." if demo.two_images
@@ -275,6 +280,14 @@ def check_address(host, port):
                     "another --port or --host.") from e
 
 
+def page_address(host, port):
+  """Where a browser finds the page served on host:port."""
+  if host in ("0.0.0.0", "::"):
+    return (f"port {port} of every address of this computer "
+            f"(http://127.0.0.1:{port} from this computer)")
+  return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def serve(page, host, port):
   """Serves `page` until Ctrl-C."""
   try:
@@ -284,7 +297,7 @@ def serve(page, host, port):
   except OSError as e:
     raise UserError(f"cannot serve the demo on {host}:{port} ({first_line(e)}); "
                     "choose another --port or --host.") from e
-  print(f"Serving the demo on http://{host}:{port} (Ctrl-C stops it).", flush=True)
+  print(f"Serving the demo on {page_address(host, port)} (Ctrl-C stops it).", flush=True)
   page.block_thread()
 
 
@@ -295,7 +308,7 @@ def main(argv, flag_values=flags.FLAGS):
     gr = import_gradio()
     check_address(flag_values.host, flag_values.port)
     runtime.setup()
-    demo = Demo(inference.Predictor(flag_values.workdir))
+    demo = Demo(inference.Predictor(flag_values.workdir, reader="the demo"))
     page = build_page(gr, demo)
     serve(page, flag_values.host, flag_values.port)
 

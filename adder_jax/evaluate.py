@@ -36,7 +36,7 @@ def read_config(workdir):
   """The checked config of the image + number run in `workdir`, which has a checkpoint."""
   inference.check_has_checkpoint(workdir)
   config = inference.load_config(workdir)
-  inference.check_image_plus_number(config, workdir)
+  inference.check_task(config, workdir, ("image_plus_number",), "evaluate")
   return config
 
 

@@ -82,23 +82,16 @@ def load_config(workdir):
   return config
 
 
-def check_image_plus_number(config, workdir):
-  """Raises a UserError unless `config` trains on one image plus a number."""
-  if config.task != "image_plus_number":
-    raise UserError(f"{workdir} was trained on the {config.task!r} task; predict and "
-                    "evaluate read image + number runs.")
-
-
 # The tasks whose checkpoints a Predictor reads: their inputs are single digit images.
 PREDICTOR_TASKS = ("image_plus_number", "two_images")
 
 
-def check_predictor_task(config, workdir):
-  """Raises a UserError unless a Predictor reads runs of `config`'s task."""
-  if config.task not in PREDICTOR_TASKS:
-    raise UserError(f"{workdir} was trained on the {config.task!r} task; a trained model "
-                    f"is read from runs of the {' or '.join(map(repr, PREDICTOR_TASKS))} "
-                    "task.")
+def check_task(config, workdir, readable, reader):
+  """Raises a UserError unless `config`'s task is one of `readable`, the tasks whose runs
+  `reader` (a command or method, named in the error) reads."""
+  if config.task not in readable:
+    raise UserError(f"{workdir} was trained on the {config.task!r} task; {reader} reads "
+                    f"{' and '.join(map(repr, readable))} runs.")
 
 
 def check_has_checkpoint(workdir):
@@ -138,12 +131,14 @@ def restore_latest(workdir, task, mesh):
 class Predictor:
   """The model and variables of the latest checkpoint in a workdir."""
 
-  def __init__(self, workdir):
+  def __init__(self, workdir, readable=PREDICTOR_TASKS, reader="a Predictor"):
+    """Loads the run in `workdir`, refused before its checkpoint is read unless its task
+    is one of `readable` (those `reader`, named in the error, reads)."""
     workdir = os.path.abspath(workdir)
     check_has_checkpoint(workdir)
     self.workdir = workdir
     self.config = load_config(workdir)
-    check_predictor_task(self.config, workdir)
+    check_task(self.config, workdir, readable, reader)
     task = tasks.create_task(self.config)
     self.model = task.create_model()
     self._mesh = sharding.create_mesh()
@@ -162,7 +157,7 @@ class Predictor:
     Returns:
       A list of N `Prediction`s.
     """
-    self._check_task("image_plus_number", "predict")
+    check_task(self.config, self.workdir, ("image_plus_number",), "predict")
     images = _check_images(images)
     count = len(images)
     numbers = check_numbers(numbers, count)
@@ -192,7 +187,7 @@ class Predictor:
     Returns:
       A list of N `PairPrediction`s.
     """
-    self._check_task("two_images", "predict_pairs")
+    check_task(self.config, self.workdir, ("two_images",), "predict_pairs")
     first_images, second_images = _check_images(first_images), _check_images(second_images)
     if first_images.shape != second_images.shape:
       raise UserError(f"got {len(first_images)} first and {len(second_images)} second images.")
@@ -211,11 +206,6 @@ class Predictor:
         sum=int(sum_p.argmax()), sum_probability=float(sum_p.max()),
         sum_probabilities=tuple(float(p) for p in sum_p))
             for digit_p, sum_p in zip(digit_probabilities, sum_probabilities)]
-
-  def _check_task(self, task, method):
-    if self.config.task != task:
-      raise UserError(f"{self.workdir} was trained on the {self.config.task!r} task; "
-                      f"{method} reads {task!r} runs.")
 
   def _run(self, predict, images, *inputs):
     """`evaluation.predict` or `predict_two_images` on `images` (a multiple of the
@@ -242,7 +232,7 @@ class Predictor:
       A `Prediction` per path, in order; those of files that cannot be read carry
       their `error` and no digit.
     """
-    self._check_task("image_plus_number", "predict")
+    check_task(self.config, self.workdir, ("image_plus_number",), "predict")
     paths = _path_list(paths)
     numbers = check_numbers(numbers, len(paths))
     saved = preprocessed_paths(paths, save_preprocessed) if save_preprocessed else None
@@ -268,7 +258,8 @@ def predict_files(workdir, paths, numbers, save_preprocessed=None):
   `Predictor.predict_files`, whose arguments and result it shares."""
   paths = _path_list(paths)
   check_numbers(numbers, len(paths))  # Before the model loads, so a typo fails fast.
-  return Predictor(workdir).predict_files(paths, numbers, save_preprocessed)
+  return Predictor(workdir, ("image_plus_number",), "predict").predict_files(
+      paths, numbers, save_preprocessed)
 
 
 def _check_images(images):

@@ -9,13 +9,16 @@ r"""How fast the demo (python -m adder_jax.demo) answers a drawing.
    and retraced with the pad's brush), after a warm-up; with the share of them read right.
 2. With --browser: the whole page in headless Chromium (Debian's `chromium`, driven by
    Playwright), --strokes times: clear the pad, draw a 7 with the mouse, and time from
-   releasing the button to the answer on the page. This adds the browser's export of the
-   drawing, its upload and Gradio's queue to the server's work.
+   releasing the button to the answer on the page, and to the moment the page sends the
+   drawing to the server. This adds the browser's export of the drawing, its upload and
+   Gradio's queue to the server's work.
 
 The MNIST test split is read from the data directory the run was trained with.
 """
 
 import contextlib
+import dataclasses
+import importlib.metadata
 import json
 import os
 import shutil
@@ -23,7 +26,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from typing import Optional
 import urllib.error
 import urllib.request
 
@@ -87,46 +92,79 @@ def free_port():
     return s.getsockname()[1]
 
 
+@dataclasses.dataclass
+class DemoServer:
+  """A running `python -m adder_jax.demo`; after it stops, how it stopped."""
+
+  url: str
+  process: subprocess.Popen
+  log: str  # The file its output goes to.
+  exit_status: Optional[int] = None
+  left_running: Optional[bool] = None  # Whether any process of its group outlived it.
+
+  def output(self):
+    with open(self.log) as f:
+      return f.read()
+
+
 @contextlib.contextmanager
-def demo_server(workdir):
+def demo_server(workdir, scratch_dir):
   """Runs `python -m adder_jax.demo` for `workdir` on a free port, in its own process
-  group, and yields (url, process) once the page answers. Leaving the block presses
-  Ctrl-C if the server still runs, and waits for it to stop.
+  group, its output and Gradio's temporary files in `scratch_dir`, and yields a
+  `DemoServer` once the page answers. Leaving the block presses Ctrl-C, waits for the
+  server to stop, records how it stopped, and then kills whatever of it is left.
 
   Raises:
     RuntimeError: the server exited or did not answer within START_SECONDS.
   """
   port = free_port()
-  process = subprocess.Popen(
-      [sys.executable, "-m", "adder_jax.demo", "--workdir", workdir, "--port", str(port)],
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-      start_new_session=True)
-  url = f"http://127.0.0.1:{port}"
+  log = os.path.join(scratch_dir, "demo_server.log")
+  environment = dict(os.environ, GRADIO_TEMP_DIR=os.path.join(scratch_dir, "gradio"))
+  with open(log, "w") as output:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adder_jax.demo", "--workdir", workdir, "--port", str(port)],
+        stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=environment,
+        start_new_session=True)
+  server = DemoServer(f"http://127.0.0.1:{port}", process, log)
   try:
-    _wait_until_served(url, process)
-    yield url, process
+    _wait_until_served(server)
+    yield server
   finally:
     if process.poll() is None:
       process.send_signal(signal.SIGINT)
     try:
-      process.wait(timeout=60)
+      server.exit_status = process.wait(timeout=60)
     except subprocess.TimeoutExpired:
+      pass
+    server.left_running = _group_alive(process.pid)
+    if server.left_running:
       os.killpg(process.pid, signal.SIGKILL)
-      raise
+      process.wait()
 
 
-def _wait_until_served(url, process):
+def _group_alive(group):
+  try:
+    os.killpg(group, 0)
+    return True
+  except ProcessLookupError:
+    return False
+
+
+def _wait_until_served(server):
+  # Straight to the loopback address, whatever proxy the environment names.
+  opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
   deadline = time.monotonic() + START_SECONDS
   while time.monotonic() < deadline:
-    if process.poll() is not None:
-      raise RuntimeError(f"the demo exited with status {process.returncode}:\n"
-                         f"{process.stdout.read()}")
+    if server.process.poll() is not None:
+      raise RuntimeError(f"the demo exited with status {server.process.returncode}:\n"
+                         f"{server.output()}")
     try:
-      with urllib.request.urlopen(url, timeout=5):
+      with opener.open(server.url, timeout=5):
         return
     except (urllib.error.URLError, ConnectionError):
       time.sleep(0.5)
-  raise RuntimeError(f"the demo did not answer on {url} within {START_SECONDS} s")
+  raise RuntimeError(f"the demo did not answer on {server.url} within {START_SECONDS} s:\n"
+                     f"{server.output()}")
 
 
 def stay_local(page, outside):
@@ -142,17 +180,19 @@ def stay_local(page, outside):
   page.route("**/*", route)
 
 
-def open_page(page, url):
-  """Opens the demo at `url` and waits until its first pad can be drawn on."""
+def open_page(page, url, pads=1):
+  """Opens the demo at `url` and waits until its `pads` pads can be drawn on."""
   page.goto(url)
-  wait_for_brush(page)
-  time.sleep(1)
+  for pad in range(pads):
+    wait_for_brush(page, f"pad-{pad}")
+  time.sleep(1)  # For the layout to settle before the mouse aims at a pad.
 
 
-def wait_for_brush(page):
-  """Waits until the first pad's brush is chosen: its brush options are shown beside the
-  brush and eraser buttons."""
-  page.wait_for_function("document.querySelectorAll('#pad-0 .toolbar-wrap button').length > 2")
+def wait_for_brush(page, pad="pad-0"):
+  """Waits until the brush of the pad with the element id `pad` is chosen: its brush
+  options are shown beside the brush and eraser buttons."""
+  page.wait_for_function(
+      "pad => document.querySelectorAll(`#${pad} .toolbar-wrap button`).length > 2", arg=pad)
 
 
 def draw(page, pad, stroke):
@@ -179,16 +219,23 @@ def wait_for_answer(page, text, timeout_ms=30_000):
 
 
 def browser_seconds(workdir, strokes, chromium):
-  """Seconds from releasing the mouse after drawing a 7 to the answer on the page, for
-  each of `strokes` drawings on a cleared pad; and the requests that left the computer."""
+  """For each of `strokes` drawings of a 7 on a cleared pad, the seconds from releasing
+  the mouse until the page sends the drawing to the server, and until it shows the
+  answer; the Chromium version, and the requests that left the computer."""
   from playwright import sync_api  # pylint: disable=import-outside-toplevel
-  seconds, outside = [], []
-  with demo_server(workdir) as (url, _), sync_api.sync_playwright() as playwright:
+  sent, answered, outside = [], [], []
+  with tempfile.TemporaryDirectory() as scratch_dir, \
+      demo_server(workdir, scratch_dir) as server, \
+      sync_api.sync_playwright() as playwright:
     browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
     try:
       page = browser.new_page(viewport={"width": 1280, "height": 1000})
       stay_local(page, outside)
-      open_page(page, url)
+      # The editor sends the drawing as image blobs before the event that answers it.
+      blob_times = []
+      page.on("request", lambda request: blob_times.append(time.perf_counter())
+              if "/component_server" in request.url else None)
+      open_page(page, server.url)
       clear = page.locator("#pad-0 button[title='Clear canvas']")
       for _ in range(strokes):
         clear.click()
@@ -197,10 +244,12 @@ def browser_seconds(workdir, strokes, chromium):
         draw(page, "pad-0", SEVEN)
         start = time.perf_counter()
         wait_for_answer(page, "=")
-        seconds.append(time.perf_counter() - start)
+        answered.append(time.perf_counter() - start)
+        sent.append(min(t for t in blob_times if t >= start) - start)
+      version = browser.version
     finally:
       browser.close()
-  return seconds, outside
+  return {"sent": sent, "answered": answered}, version, outside
 
 
 def find_chromium(name):
@@ -216,6 +265,10 @@ def find_chromium(name):
   return path
 
 
+def _versions(*packages):
+  return {package: importlib.metadata.version(package) for package in packages}
+
+
 def summary(seconds):
   milliseconds = 1000 * np.asarray(seconds)
   return {"count": len(seconds), "median_ms": float(np.median(milliseconds)),
@@ -228,7 +281,8 @@ def main(argv):
   with cli.exit_on_user_error():
     chromium = find_chromium(FLAGS.chromium) if FLAGS.browser else None
     runtime.setup()
-    predictor = inference.Predictor(FLAGS.workdir)
+    predictor = inference.Predictor(FLAGS.workdir, ("image_plus_number",),
+                                    "benchmarks.demo_latency")
     page_demo = demo.Demo(predictor)
     test = input_pipeline.load(predictor.config.data, splits=("test",))["test"]
     order = np.random.default_rng(0).permutation(len(test))[:FLAGS.drawings]
@@ -245,13 +299,16 @@ def main(argv):
           f"percentile {results['server']['p95_ms']:.1f} ms; redrawn MNIST test digits "
           f"read right: {results['drawn_digit_accuracy']:.1f}%")
     if FLAGS.browser:
-      seconds, outside = browser_seconds(os.path.abspath(FLAGS.workdir), FLAGS.strokes,
-                                         chromium)
-      results["browser"] = summary(seconds)
+      seconds, version, outside = browser_seconds(os.path.abspath(FLAGS.workdir),
+                                                  FLAGS.strokes, chromium)
+      results["machine"].update(chromium=version, **_versions("gradio", "playwright"))
+      results["browser_drawing_sent"] = summary(seconds["sent"])
+      results["browser"] = summary(seconds["answered"])
       results["requests_beyond_this_computer"] = len(outside)
       print(f"browser, mouse released to answer shown: median "
             f"{results['browser']['median_ms']:.0f} ms, 95th percentile "
-            f"{results['browser']['p95_ms']:.0f} ms")
+            f"{results['browser']['p95_ms']:.0f} ms; of which until the drawing is sent: "
+            f"median {results['browser_drawing_sent']['median_ms']:.0f} ms")
     if FLAGS.output:
       with open(FLAGS.output, "w") as f:
         json.dump(results, f, indent=2)

@@ -92,6 +92,19 @@ def trained_workdir(tmp_path_factory):
   return str(root / "workdir")
 
 
+@pytest.fixture(scope="session")
+def two_image_workdir(tmp_path_factory):
+  """A two-image run trained for one short epoch on mock MNIST."""
+  from adder_jax import train
+  root = tmp_path_factory.mktemp("two_images")
+  config = small_config(root / "tfds")
+  config.task = "two_images"
+  config.num_epochs = 1
+  with mock_mnist(MOCK_EXAMPLES):
+    train.train_and_evaluate(config, str(root / "workdir"))
+  return str(root / "workdir")
+
+
 def copy_of(trained_workdir, tmp_path):
   """A copy of `trained_workdir` in tmp_path/workdir, for a test that changes it."""
   workdir = str(tmp_path / "workdir")

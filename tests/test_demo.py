@@ -2,19 +2,22 @@
 `inference.Predictor.predict_pairs`, and of `python -m adder_jax.demo`'s errors. The page
 in a real browser: test_demo_browser.py."""
 
+import json
+import os
 import socket
 import subprocess
 import sys
+import urllib.request
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from adder_jax import demo
 from adder_jax import inference
 from adder_jax import preprocess
-from adder_jax import train
-from benchmarks.demo_latency import drawn_like
-from conftest import MOCK_EXAMPLES, assert_one_line_error, mock_mnist, run_cli, small_config
+from benchmarks.demo_latency import demo_server, drawn_like, free_port
+from conftest import assert_one_line_error, copy_of, run_cli
 from test_preprocess import draw_digit
 
 
@@ -28,23 +31,12 @@ def page_demo(predictor):
   return demo.Demo(predictor)
 
 
-@pytest.fixture(scope="module")
-def two_image_workdir(tmp_path_factory):
-  """A two-image run trained for one short epoch on mock MNIST."""
-  root = tmp_path_factory.mktemp("two_images")
-  config = small_config(root / "tfds")
-  config.task = "two_images"
-  config.num_epochs = 1
-  with mock_mnist(MOCK_EXAMPLES):
-    train.train_and_evaluate(config, str(root / "workdir"))
-  return str(root / "workdir")
-
-
-def test_a_drawing_is_answered_as_predict_reads_it(page_demo, predictor):
+def test_a_drawing_is_answered_as_predict_reads_it(page_demo, predictor, tmp_path):
   drawing = drawn_like(preprocess.mnist_style(np.asarray(draw_digit(), np.float32)))
   network_input = demo.read_drawing(drawing)
-  # The same preprocessing as a file given to predict.
-  np.testing.assert_array_equal(network_input, preprocess.mnist_style(drawing["composite"]))
+  # The network input predict makes of the same drawing saved as a file.
+  Image.fromarray(drawing["composite"]).save(tmp_path / "drawing.png")
+  np.testing.assert_array_equal(network_input, preprocess.load_digit(str(tmp_path / "drawing.png")))
   answer = page_demo.answer([network_input], 4)
   expected = predictor.predict(network_input[None], 4)[0]
   assert answer.text.startswith(f"## {expected.digit} + 4 = {expected.sum}\n")
@@ -65,7 +57,10 @@ def test_the_number_changes_only_the_sum_input(page_demo):
       np.asarray(draw_digit(), np.float32))))
   first, second = page_demo.answer([network_input], 0), page_demo.answer([network_input], 9)
   assert first.digit_probabilities == second.digit_probabilities
+  assert first.sum_probabilities != second.sum_probabilities
   assert "+ 0 =" in first.text and "+ 9 =" in second.text
+  with pytest.raises(ValueError, match="one per image slot"):
+    page_demo.answer([network_input, network_input], 0)
 
 
 @pytest.mark.parametrize("value", [None, {"composite": None},
@@ -113,6 +108,9 @@ def test_predict_pairs_reads_both_digits(two_image_workdir):
   assert swapped.digits == pairs[0].digits[::-1]
   with pytest.raises(inference.UserError, match="predict reads 'image_plus_number' runs"):
     predictor.predict(first, 3)
+  # The predict command refuses the run before its checkpoint loads.
+  with pytest.raises(inference.UserError, match="predict reads 'image_plus_number' runs"):
+    inference.predict_files(two_image_workdir, ["any.png"], 3)
 
 
 def test_a_two_image_run_gets_two_pads_and_their_sum(two_image_workdir):
@@ -146,21 +144,53 @@ def test_missing_gradio_says_how_to_install_it(trained_workdir, capsys, monkeypa
 
 def test_a_workdir_without_checkpoint_is_one_error_line(tmp_path, capsys):
   pytest.importorskip("gradio", reason="the [demo] extra is not installed")
-  status, _, err = run_cli(demo, ["--workdir", tmp_path], capsys)
+  status, _, err = run_cli(demo, ["--workdir", tmp_path, "--port", free_port()], capsys)
   assert_one_line_error(status, err, "has no checkpoint")
 
 
-def test_a_multi_digit_run_is_refused(trained_workdir, tmp_path):
-  config = inference.load_config(trained_workdir)
-  config.task = "multi_digit"
-  with pytest.raises(inference.UserError, match="'multi_digit' task"):
-    inference.check_predictor_task(config, str(tmp_path))
+def test_a_multi_digit_run_is_refused(trained_workdir, tmp_path, capsys):
+  pytest.importorskip("gradio", reason="the [demo] extra is not installed")
+  workdir = copy_of(trained_workdir, tmp_path)
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = json.load(f)
+  config.update(task="multi_digit", supervision="sum_only")
+  config["model"]["sum_head"] = "exact"
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump(config, f)
+  status, _, err = run_cli(demo, ["--workdir", workdir, "--port", free_port()], capsys)
+  assert_one_line_error(status, err, "'multi_digit' task", "the demo reads "
+                        "'image_plus_number' and 'two_images' runs")
+
+
+def test_the_server_starts_on_the_loopback_address_and_stops_cleanly(trained_workdir,
+                                                                      tmp_path):
+  pytest.importorskip("gradio", reason="the [demo] extra is not installed")
+  with demo_server(trained_workdir, str(tmp_path)) as server:
+    assert server.url.startswith("http://127.0.0.1:")
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+        server.url, timeout=30) as response:
+      assert response.status == 200 and b"adder_jax demo" in response.read()
+  assert "Serving the demo on http://127.0.0.1:" in server.output()
+  assert server.exit_status == 0 and server.left_running is False, server.output()
+
+
+@pytest.mark.parametrize("host, port, expected", [
+    ("127.0.0.1", 7860, "http://127.0.0.1:7860"), ("::1", 80, "http://[::1]:80"),
+    ("0.0.0.0", 7860, "port 7860 of every address of this computer")])
+def test_the_page_address_is_one_a_browser_opens(host, port, expected):
+  assert demo.page_address(host, port).startswith(expected)
 
 
 def test_a_port_out_of_range_is_one_error_line(tmp_path):
   result = subprocess.run([sys.executable, "-m", "adder_jax.demo", "--workdir", str(tmp_path),
                            "--port", "65536"], capture_output=True, text=True, timeout=120)
   assert_one_line_error(result.returncode, result.stderr, "--port")
+
+
+def test_a_host_that_is_not_this_computer_is_one_error_line(trained_workdir, capsys):
+  pytest.importorskip("gradio", reason="the [demo] extra is not installed")
+  status, _, err = run_cli(demo, ["--workdir", trained_workdir, "--host", "300.1.1.1"], capsys)
+  assert_one_line_error(status, err, "cannot serve the demo on 300.1.1.1:7860")
 
 
 def test_a_port_in_use_is_one_error_line(trained_workdir, capsys):
