@@ -298,7 +298,10 @@ def serve(page, host, port):
     raise UserError(f"cannot serve the demo on {host}:{port} ({first_line(e)}); "
                     "choose another --port or --host.") from e
   print(f"Serving the demo on {page_address(host, port)} (Ctrl-C stops it).", flush=True)
-  page.block_thread()
+  try:
+    page.block_thread()  # Until Ctrl-C; then Gradio closes the server.
+  except KeyboardInterrupt:
+    pass  # Ctrl-C again while it closes: stop now, without a traceback.
 
 
 def main(argv, flag_values=flags.FLAGS):
