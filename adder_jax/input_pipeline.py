@@ -253,11 +253,9 @@ def two_image_epoch_plan(key, epoch, num_images, batch_size):
   Returns:
     dict of 'batch_indices': int32 [steps, batch_size, 2], the two images of each pair.
   """
-  pairs = num_images // 2
-  steps = pairs // batch_size
-  order = jax.random.permutation(jax.random.fold_in(key, epoch), num_images)
-  batches = order[: steps * batch_size * 2].reshape(steps, batch_size, 2)
-  return {"batch_indices": batches.astype(jnp.int32)}
+  # Pairs of one-digit numbers.
+  plan = number_pair_epoch_plan(key, epoch, num_images, batch_size, num_digits=1)
+  return {"batch_indices": plan["batch_indices"][..., 0]}
 
 
 def gather_batch(train_images, train_labels, plan, indices):
@@ -304,8 +302,8 @@ def gather_number_pair_batch(train_images, train_labels, plan, indices):
 
 def test_number_pairs(num_images, num_digits):
   """The fixed examples of the multi-digit test set: int32 [num_images // (2 N), 2, N],
-  the images of each digit of both numbers, from the same fixed permutation as
-  `test_image_pairs` (so for N = 1 they are its pairs)."""
+  the images of each digit of both numbers, from a fixed permutation (as `test_numbers`):
+  every run is tested on the same examples, each test image in at most one of them."""
   order = np.random.default_rng(TEST_PAIRING_SEED).permutation(num_images)
   size = 2 * num_digits
   return order[: num_images // size * size].reshape(-1, 2, num_digits).astype(np.int32)
@@ -317,5 +315,4 @@ def test_image_pairs(num_images):
   A permutation from a fixed seed (as `test_numbers`), so every run is tested on the
   same pairs, each test image in one of them: 5,000 pairs of the 10,000 MNIST test images.
   """
-  order = np.random.default_rng(TEST_PAIRING_SEED).permutation(num_images)
-  return order[: num_images // 2 * 2].reshape(-1, 2).astype(np.int32)
+  return test_number_pairs(num_images, num_digits=1)[..., 0]
