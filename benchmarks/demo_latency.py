@@ -81,9 +81,15 @@ def server_seconds(page_demo, drawings):
     start = time.perf_counter()
     answer = page_demo.answer([demo.read_drawing(drawing)], 3)
     seconds.append(time.perf_counter() - start)
-    (probabilities,) = answer.digit_probabilities
-    digits.append(int(max(probabilities, key=probabilities.get)) if probabilities else -1)
+    digits.append(digit_read(answer))
   return seconds, digits
+
+
+def digit_read(answer):
+  """The digit an image + number `answer` shows; -1 for a drawing refused as showing no
+  digit (read wrong, for an accuracy)."""
+  (probabilities,) = answer.digit_probabilities
+  return int(max(probabilities, key=probabilities.get)) if probabilities else -1
 
 
 def free_port():
