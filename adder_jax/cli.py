@@ -13,6 +13,7 @@ from absl import flags
 from absl import logging
 import ml_collections
 
+from adder_jax import checkpointing
 from adder_jax.errors import UserError, first_line, last_line
 
 # --config.optimizer.learning_rate=0.01, --config.optimizer.learning_rate 0.01 or, for a
@@ -25,6 +26,9 @@ def run(main):
   """`app.run(main)`, where bad command-line flags are a one-line error (exit status 2)
   before any work: an unknown or invalid flag, a missing required one, a positional
   argument, a `--config.FIELD` that the config lacks, a config file that does not load."""
+  # Once per process, before any restore: after a restore that failed on a damaged
+  # checkpoint, orbax's abandoned reads would otherwise print tracebacks, up to exit.
+  checkpointing.quiet_abandoned_reads()
   app.run(main, flags_parser=_parse_flags)
 
 

@@ -91,8 +91,8 @@ class Demo:
 
   def __init__(self, predictor):
     self.predictor = predictor
-    self.two_images = predictor.config.task == "two_images"
-    self.slots = 2 if self.two_images else 1
+    self.slots = predictor.task.image_slots
+    self.two_images = self.slots == 2
     # Compiles the prediction now, so that the first drawing is answered at once.
     blank = np.zeros(IMAGE_SHAPE, np.uint8)
     self._predict([blank] * self.slots, 0)
@@ -311,7 +311,7 @@ def main(argv, flag_values=flags.FLAGS):
     gr = import_gradio()
     check_address(flag_values.host, flag_values.port)
     runtime.setup()
-    demo = Demo(inference.Predictor(flag_values.workdir, reader="the demo"))
+    demo = Demo(inference.Predictor(flag_values.workdir, user="the demo"))
     page = build_page(gr, demo)
     serve(page, flag_values.host, flag_values.port)
 

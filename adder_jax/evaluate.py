@@ -10,17 +10,16 @@ summary. It reads the test split alone. In Python, use `evaluate_workdir`.
 import os
 
 from absl import flags
-import jax
 
 from adder_jax import cli
 from adder_jax import config_checks
 from adder_jax import evaluation
 from adder_jax import evaluation_report
 from adder_jax import inference
-from adder_jax import input_pipeline
+from adder_jax import mnist
+from adder_jax import models
 from adder_jax import runtime
 from adder_jax import sharding
-from adder_jax import steps
 from adder_jax import tasks
 
 
@@ -33,10 +32,11 @@ def define_flags(flag_values=flags.FLAGS):
 
 
 def read_config(workdir):
-  """The checked config of the image + number run in `workdir`, which has a checkpoint."""
+  """The checked config of the run in `workdir`, which has a checkpoint and a task that
+  evaluate reads."""
   inference.check_has_checkpoint(workdir)
   config = inference.load_config(workdir)
-  inference.check_task(config, workdir, ("image_plus_number",), "evaluate")
+  tasks.check_use(config, workdir, ("evaluate",), "evaluate")
   return config
 
 
@@ -50,12 +50,11 @@ def evaluate_workdir(workdir, data_dir=None):
   config_checks.check_batches_split(config, mesh.size, names=("eval_batch_size",))
   task = tasks.create_task(config)
   # The checkpoint is read before MNIST, so that an unfitting one fails fast.
-  state = inference.restore_latest(workdir, task, mesh)
-  test_split = input_pipeline.load(config.data, splits=("test",))["test"]
+  step, variables = inference.restore_variables(workdir, task, mesh)
+  test_split = mnist.load(config.data, splits=("test",))["test"]
   predictions = evaluation.TestPredictor(task, task.create_model(), test_split, mesh)(
-      *steps.eval_variables(state))
-  return evaluation_report.write(workdir, int(jax.device_get(state.step)), task, test_split,
-                                 predictions)
+      *models.evaluation_variables(variables))
+  return evaluation_report.write(workdir, step, task, test_split, predictions)
 
 
 def main(argv, flag_values=flags.FLAGS):

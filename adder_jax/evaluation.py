@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from adder_jax import long_addition
+from adder_jax import objectives
 from adder_jax import sharding
-from adder_jax import steps
 from adder_jax.constants import NUM_DIGITS
 
 
@@ -76,7 +76,7 @@ def predict_two_images(params, batch_stats, images, pairs, *, model, batch_size,
   Args:
     images: uint8 [N, 28, 28] with N a multiple of batch_size (pad first).
     pairs: int32 [P, 2] indices into the (unpadded) images, from
-      `input_pipeline.test_image_pairs`.
+      `pairing.test_image_pairs`.
 
   Returns:
     dict of digit_logits [N, 10] and sum_logits [P, 19].
@@ -116,8 +116,8 @@ def _percent(correct):
 
 
 def _weighted_loss(digit_logits, labels, sum_logits, sums, loss_config):
-  digit_loss = steps.cross_entropy(digit_logits, labels).mean()
-  sum_loss = steps.cross_entropy(sum_logits, sums).mean()
+  digit_loss = objectives.cross_entropy(digit_logits, labels).mean()
+  sum_loss = objectives.cross_entropy(sum_logits, sums).mean()
   return float(jax.device_get(loss_config.digit_weight * digit_loss +
                               loss_config.sum_weight * sum_loss))
 
@@ -129,7 +129,7 @@ def test_metrics(predictions, labels, numbers, loss_config, allowed=None):
     predictions: numpy outputs of `predict`, padding already removed.
     labels, numbers: int arrays [N], the digits and their fixed numbers.
     allowed: None, or bool [10, 10] of the (digit, number) pairs shown in training
-      (`input_pipeline.allowed_pairs`); then the sum accuracies are also reported on
+      (`pairing.allowed_pairs`); then the sum accuracies are also reported on
       the held-out pairs ('_heldout') and on the others ('_seen'), for the fixed
       pairing and for all pairs.
   """
@@ -162,7 +162,7 @@ def two_image_test_metrics(predictions, labels, pairs, loss_config):
   Args:
     predictions: numpy outputs of `predict_two_images`, padding already removed.
     labels: int array [N], the digit of every test image.
-    pairs: int array [P, 2], the fixed test pairs (`input_pipeline.test_image_pairs`).
+    pairs: int array [P, 2], the fixed test pairs (`pairing.test_image_pairs`).
 
   Returns:
     test_sum_accuracy over the pairs, test_digit_accuracy over the images, test_loss.
@@ -183,7 +183,7 @@ def number_pair_test_metrics(digit_logits, labels, examples):
     digit_logits: numpy float [M, 10], the logits of every test image.
     labels: int array [M], the digit of every test image.
     examples: int array [P, 2, N], the fixed test examples of two N-digit numbers
-      (`input_pipeline.test_number_pairs`).
+      (`pairing.test_number_pairs`).
 
   Returns:
     test_digit_accuracy over all M images; over the P sums, test_sum_accuracy (the most

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from adder_jax import evaluation
-from adder_jax import input_pipeline
+from adder_jax import pairing
 from adder_jax import plots
 from adder_jax import reporting
 
@@ -32,8 +32,8 @@ def write(workdir, step, task, test_split, predictions):
   Args:
     workdir: the run's directory (its metrics.jsonl gives the learning curves).
     step: the training step of the evaluated parameters.
-    task: the run's image + number task (`tasks.ImagePlusNumber`).
-    test_split: the test `input_pipeline.Split`.
+    task: the run's task, one whose `uses` include 'evaluate' (tasks.py).
+    test_split: the test `mnist.Split`.
     predictions: the task's predictions on `test_split` (`evaluation.TestPredictor`).
 
   Returns:
@@ -41,7 +41,7 @@ def write(workdir, step, task, test_split, predictions):
   """
   metrics = task.test_metrics(predictions, test_split)
   labels = test_split.labels
-  numbers = input_pipeline.test_numbers(len(labels))
+  numbers = pairing.test_numbers(len(labels))
   predictions = {k: v[:len(labels)] for k, v in predictions.items()}  # Drop the padding.
   mistakes = evaluation.worst_mistakes(predictions, labels, numbers, NUM_MISTAKES_SHOWN)
   table = evaluation.sum_accuracy_table(predictions["all_sums"], labels)

@@ -10,6 +10,10 @@ digits of each pair and their sum. In a notebook:
   from adder_jax import inference
   predictions = inference.predict_files("/tmp/workdir", ["seven.png"], numbers=3)
   predictions[0].digit, predictions[0].sum, predictions[0].error
+
+A damaged checkpoint is skipped with a warning; the command lines also silence the
+reports of orbax's abandoned reads that follow it (`checkpointing.quiet_abandoned_reads`,
+which a notebook may call once too).
 """
 
 import dataclasses
@@ -21,18 +25,16 @@ from typing import Optional, Tuple
 import jax
 import ml_collections
 import numpy as np
-from PIL import Image
 
 from adder_jax import checkpointing
 from adder_jax import config_checks
 from adder_jax import evaluation
-from adder_jax import optimizers
-from adder_jax import preprocess
+from adder_jax import image_files
+from adder_jax import models
 from adder_jax import sharding
-from adder_jax import steps
 from adder_jax import tasks
 from adder_jax.constants import IMAGE_SHAPE, NUM_DIGITS
-from adder_jax.errors import UserError, first_line
+from adder_jax.errors import UserError
 
 CONFIG_FILE = "config.json"
 
@@ -78,20 +80,9 @@ def load_config(workdir):
   try:
     config_checks.validate(config)
   except (AttributeError, KeyError, TypeError) as e:
-    raise UserError(f"{path} is not a training config written by adder_jax ({e}).") from e
+    raise UserError(f"{path} is not a training config of this version of adder_jax ({e}); "
+                    "retrain in a new workdir.") from e
   return config
-
-
-# The tasks whose checkpoints a Predictor reads: their inputs are single digit images.
-PREDICTOR_TASKS = ("image_plus_number", "two_images")
-
-
-def check_task(config, workdir, readable, reader):
-  """Raises a UserError unless `config`'s task is one of `readable`, the tasks whose runs
-  `reader` (a command or method, named in the error) reads."""
-  if config.task not in readable:
-    raise UserError(f"{workdir} was trained on the {config.task!r} task; {reader} reads "
-                    f"{' and '.join(map(repr, readable))} runs.")
 
 
 def check_has_checkpoint(workdir):
@@ -104,47 +95,51 @@ def check_has_checkpoint(workdir):
                     f"(python -m adder_jax.main --config CONFIG --workdir {workdir}).")
 
 
-def restore_latest(workdir, task, mesh):
-  """The TrainState of the newest checkpoint in `workdir` that restores (damaged ones
-  are skipped with a warning, see checkpointing.py), replicated over `mesh`.
+def restore_variables(workdir, task, mesh):
+  """The step and the model variables ({'params', 'batch_stats', 'ema'}, models.py) of
+  the newest checkpoint in `workdir` that restores (damaged ones are skipped with a
+  warning, see checkpointing.py), replicated over `mesh`. The optimizer's state is not
+  read.
 
   Args:
     workdir: a training workdir with at least one checkpoint.
     task: the `tasks` task of the workdir's config.
-    mesh: the devices to place the state on.
+    mesh: the devices to place the variables on.
 
   Raises:
     UserError: the checkpoint does not fit the task's config, or none restores.
   """
-  # The optimizer only shapes the restored state: its state's structure does not
-  # depend on the schedule's length, so any step count will do.
-  tx, _ = optimizers.create_optimizer(task.config.optimizer, total_steps=1)
-  abstract_state = steps.abstract_state(task.create_model(), tx, task.example_inputs(),
-                                        ema=task.config.ema_decay > 0)
+  abstract = models.abstract_variables(task.create_model(), task.example_inputs(),
+                                       ema=task.config.ema_decay > 0)
   checkpointer = checkpointing.Checkpointer(workdir)
   try:
-    return checkpointer.restore(abstract_state, sharding.replicated(mesh))
+    restored = checkpointer.restore(
+        {"model": checkpointing.restore_target(abstract, sharding.replicated(mesh))})
   finally:
     checkpointer.close()
+  if restored is None:
+    raise UserError(f"workdir {workdir} has no checkpoint that orbax lists; train a model "
+                    "there first.")
+  step, items = restored
+  return step, items["model"]
 
 
 class Predictor:
   """The model and variables of the latest checkpoint in a workdir."""
 
-  def __init__(self, workdir, readable=PREDICTOR_TASKS, reader="a Predictor"):
+  def __init__(self, workdir, uses=("predict", "predict_pairs"), user="a Predictor"):
     """Loads the run in `workdir`, refused before its checkpoint is read unless its task
-    is one of `readable` (those `reader`, named in the error, reads)."""
+    has one of `uses` (`tasks.USES`; `user`, named in the error, needs them)."""
     workdir = os.path.abspath(workdir)
     check_has_checkpoint(workdir)
     self.workdir = workdir
     self.config = load_config(workdir)
-    check_task(self.config, workdir, readable, reader)
-    task = tasks.create_task(self.config)
-    self.model = task.create_model()
+    tasks.check_use(self.config, workdir, uses, user)
+    self.task = tasks.create_task(self.config)
+    self.model = self.task.create_model()
     self._mesh = sharding.create_mesh()
-    state = restore_latest(workdir, task, self._mesh)
-    self.step = int(jax.device_get(state.step))
-    self._params, self._batch_stats = steps.eval_variables(state)
+    self.step, variables = restore_variables(workdir, self.task, self._mesh)
+    self._params, self._batch_stats = models.evaluation_variables(variables)
     self._compiled = {}
 
   def predict(self, images, numbers):
@@ -157,7 +152,7 @@ class Predictor:
     Returns:
       A list of N `Prediction`s.
     """
-    check_task(self.config, self.workdir, ("image_plus_number",), "predict")
+    tasks.check_use(self.config, self.workdir, ("predict",), "predict")
     images = _check_images(images)
     count = len(images)
     numbers = check_numbers(numbers, count)
@@ -187,7 +182,7 @@ class Predictor:
     Returns:
       A list of N `PairPrediction`s.
     """
-    check_task(self.config, self.workdir, ("two_images",), "predict_pairs")
+    tasks.check_use(self.config, self.workdir, ("predict_pairs",), "predict_pairs")
     first_images, second_images = _check_images(first_images), _check_images(second_images)
     if first_images.shape != second_images.shape:
       raise UserError(f"got {len(first_images)} first and {len(second_images)} second images.")
@@ -232,11 +227,11 @@ class Predictor:
       A `Prediction` per path, in order; those of files that cannot be read carry
       their `error` and no digit.
     """
-    check_task(self.config, self.workdir, ("image_plus_number",), "predict")
-    paths = _path_list(paths)
+    tasks.check_use(self.config, self.workdir, ("predict",), "predict")
+    paths = image_files.path_list(paths)
     numbers = check_numbers(numbers, len(paths))
-    saved = preprocessed_paths(paths, save_preprocessed) if save_preprocessed else None
-    digits = read_digits(paths)
+    saved = image_files.preprocessed_paths(paths, save_preprocessed) if save_preprocessed else None
+    digits = image_files.read_digits(paths)
     readable = [i for i, digit in enumerate(digits) if not isinstance(digit, UserError)]
     results = [Prediction(image=path, number=int(number),
                           error=str(digit) if isinstance(digit, UserError) else None)
@@ -245,7 +240,7 @@ class Predictor:
       return results
     if saved:
       for i in readable:
-        _save_png(digits[i], saved[i])
+        image_files.save_png(digits[i], saved[i])
     predictions = self.predict(np.stack([digits[i] for i in readable]), numbers[readable])
     for i, prediction in zip(readable, predictions):
       results[i] = dataclasses.replace(prediction, image=paths[i],
@@ -256,9 +251,9 @@ class Predictor:
 def predict_files(workdir, paths, numbers, save_preprocessed=None):
   """Loads the model trained in `workdir` and predicts on the image files at `paths`:
   `Predictor.predict_files`, whose arguments and result it shares."""
-  paths = _path_list(paths)
+  paths = image_files.path_list(paths)
   check_numbers(numbers, len(paths))  # Before the model loads, so a typo fails fast.
-  return Predictor(workdir, ("image_plus_number",), "predict").predict_files(
+  return Predictor(workdir, ("predict",), "predict").predict_files(
       paths, numbers, save_preprocessed)
 
 
@@ -274,69 +269,6 @@ def _check_images(images):
 
 def _softmax(logits):
   return np.asarray(jax.nn.softmax(logits))
-
-
-def _path_list(paths):
-  """`paths` (one path, or a sequence of them) as a non-empty list of str."""
-  if isinstance(paths, (str, os.PathLike)):
-    paths = [paths]
-  paths = [os.fspath(path) for path in paths]
-  if not paths:
-    raise UserError("no image given.")
-  return paths
-
-
-def read_digits(paths):
-  """Per path, its image file preprocessed as MNIST was (uint8 [28, 28]), or the
-  `UserError` that says why it cannot be read."""
-  digits = []
-  for path in paths:
-    try:
-      digits.append(preprocess.load_digit(path))
-    except UserError as e:
-      digits.append(e)
-  return digits
-
-
-def preprocessed_paths(paths, directory):
-  """Where to save the preprocessed 28x28 network input of each image in `paths`:
-  DIRECTORY/INDEX_NAME.png, the index keeping apart images of the same name. Makes
-  `directory`.
-
-  Raises:
-    UserError: one of those files is an input image, or `directory` cannot be made.
-  """
-  width = len(str(len(paths) - 1))
-  outputs = [os.path.join(directory, f"{i:0{width}d}_{_stem(path)}.png")
-             for i, path in enumerate(paths)]
-  for output in outputs:
-    if os.path.exists(output) and any(_same_file(output, path) for path in paths):
-      raise UserError(f"saving the preprocessed images in {directory} would overwrite "
-                      f"the input image {output}; choose another directory.")
-  try:
-    os.makedirs(directory, exist_ok=True)
-  except OSError as e:
-    raise UserError(f"cannot make the directory {directory} for the preprocessed "
-                    f"images ({e.strerror}).") from e
-  return outputs
-
-
-def _same_file(a, b):
-  try:
-    return os.path.samefile(a, b)
-  except OSError:
-    return False
-
-
-def _save_png(digit, path):
-  try:
-    Image.fromarray(digit).save(path)
-  except OSError as e:
-    raise UserError(f"cannot write the preprocessed image {path} ({first_line(e)}).") from e
-
-
-def _stem(path):
-  return os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "image"
 
 
 def check_numbers(numbers, count):

@@ -16,7 +16,7 @@ class TrainingInterrupted(Exception):
 
 
 class InterruptFlag:
-  """Between `install` and `uninstall` (or in a `with`), SIGINT sets `requested`
+  """Between `install` and `uninstall`, SIGINT sets `requested`
   instead of raising KeyboardInterrupt."""
 
   def __init__(self):
@@ -35,12 +35,6 @@ class InterruptFlag:
     if self._installed:
       signal.signal(signal.SIGINT, self._previous_handler)
       self._installed = False
-
-  def __enter__(self):
-    return self.install()
-
-  def __exit__(self, *exc_info):
-    self.uninstall()
 
   def _handle(self, signum, frame):
     if self.requested:

@@ -1,68 +1,69 @@
-"""Convolution, max-pool and bias gradients chosen per backend when the program is lowered.
+"""Convolution, max-pool and bias layers with gradients that XLA:CPU runs fast.
 
-The network (models.py) is plain Flax; it takes three drop-ins from here: the
-`conv_general_dilated` argument of `nn.Conv`, `max_pool` for `nn.max_pool`, and
-`add_bias` for `x + bias`. Their forward passes are the usual XLA operations. Their
-gradients are JAX's own autodiff on GPU and TPU (cuDNN's convolution gradients on a
-GPU), and, on CPU, formulations that XLA:CPU runs fast, picked by
-`jax.lax.platform_dependent` when the program is lowered for its backend.
+The network (models.DigitNet) is built of Flax's `nn.Conv`, `nn.max_pool` and a plain
+bias unless its caller passes others. `layers(kind, platform, batch_shards)` gives the
+ones of this module, for training on a CPU: their forward passes are the usual XLA
+operations, their gradients formulations that XLA:CPU runs fast. `kind` is
+`config.gradient_kernels`, one of GRADIENT_KERNELS: 'auto' (this module's layers on
+CPU devices, Flax's own on any other: GPUs get cuDNN's gradients, untouched), 'generic'
+(Flax's own everywhere) or 'cpu' (this module's everywhere, to compare them on an
+accelerator). The results are the same either way up to float rounding
+(tests/test_kernels.py).
 
 Why CPU needs its own: the training loop runs its steps inside `lax.scan`, where
 XLA:CPU lowers autodiff's transposed convolutions to a slow generic loop (the kernel
 gradient of a 28x28 layer over 100x slower than the forward convolution on a 2-core
 CPU), a max pool's gradient (select-and-scatter) to another slow loop, and splits a
-bias gradient's sum over (batch, height, width) into strided partial sums. Here, on CPU:
+bias gradient's sum over (batch, height, width) into strided partial sums. Here:
 - the input gradient of a convolution is a forward convolution with the flipped kernel;
 - its kernel gradient is a sum over images of one matrix product each, of the image's
   patches with its output gradient. One image (a few for small maps) at a time keeps
   the patches in cache (building them for the whole batch and multiplying once took
   twice as long). The patches are built channels-first, so the product contracts their
   last axis: XLA:CPU runs that layout on its fast matmul and the other on a generic one
-  at half the speed. When a mesh is in context (`jax.sharding.use_abstract_mesh`, or
-  `jax.set_mesh`), each device of its 'data' axis loops over its own block of the batch;
+  at half the speed. With the batch split over `batch_shards` devices, each device
+  loops over its own block of it;
 - a 2x2 max pool's gradient goes to the maxima of each window in one fused pass;
 - a bias gradient is a sum of the rows [b * h, w * c] and then of [w, c], about 6x
   faster on a 28x28 map.
-The results equal autodiff's up to float rounding (tests/test_kernels.py).
 
-`use(kind)` chooses for the code traced inside it, one of GRADIENT_KERNELS:
-'auto' (per backend, as above), 'generic' (autodiff everywhere) or 'cpu' (the CPU
-formulations everywhere, to compare them on an accelerator); `config.gradient_kernels`
-sets it for a training run.
+The layers cover what the network's trunk grammar builds: stride-1, undilated,
+ungrouped NHWC convolutions with 'SAME' or 'VALID' padding, and 2x2 max pools of
+stride 2. Anything else is refused with a one-line error naming
+`config.gradient_kernels='generic'`, rather than silently leaving the fast path.
 """
 
-import contextlib
-import contextvars
 import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from adder_jax import sharding
+from adder_jax.errors import UserError
 
 GRADIENT_KERNELS = ("auto", "generic", "cpu")
 
-_KIND = contextvars.ContextVar("gradient_kernels", default="auto")
 
+def layers(kind, platform, batch_shards=1):
+  """`models.DigitNet`'s `conv`, `max_pool` and `bias` fields for the gradient kernels
+  `kind` on devices of `platform` ('cpu', 'gpu', 'tpu'); {} keeps Flax's own.
 
-@contextlib.contextmanager
-def use(kind):
-  """Gradients of the convolutions and pools traced inside: one of GRADIENT_KERNELS."""
+  Args:
+    batch_shards: how many devices the training batch is split over.
+  """
   if kind not in GRADIENT_KERNELS:
     raise ValueError(f"unknown gradient kernels {kind!r}; choose one of {GRADIENT_KERNELS}")
-  token = _KIND.set(kind)
-  try:
-    yield
-  finally:
-    _KIND.reset(token)
+  if kind == "generic" or (kind == "auto" and platform != "cpu"):
+    return {}
+  return {"conv": functools.partial(nn.Conv, conv_general_dilated=functools.partial(
+              conv_general_dilated, batch_shards=batch_shards)),
+          "max_pool": max_pool,
+          "bias": Bias}
 
 
-def _per_backend(kind, cpu, generic):
-  """`cpu` or `generic` (functions of the same arguments), as `kind` says."""
-  if kind == "auto":
-    return lambda *args: jax.lax.platform_dependent(*args, cpu=cpu, default=generic)
-  return cpu if kind == "cpu" else generic
+def _refuse(layer):
+  raise UserError(f"the CPU gradient kernels do not cover {layer}; set "
+                  "config.gradient_kernels='generic' to train it with JAX's own gradients.")
 
 
 # Convolutions.
@@ -72,57 +73,54 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                         precision=None, **kwargs):
-  """`jax.lax.conv_general_dilated`, for `nn.Conv(conv_general_dilated=...)`.
+                         precision=None, *, batch_shards=1, **kwargs):
+  """`jax.lax.conv_general_dilated` for `nn.Conv(conv_general_dilated=...)`, with this
+  module's gradients, for a batch split over `batch_shards` devices.
 
-  Stride-1, undilated, ungrouped NHWC convolutions with 'SAME' or 'VALID' padding get
-  the per-backend gradients of this module; anything else is passed to lax unchanged.
+  Raises:
+    UserError: a convolution other than stride-1, undilated, ungrouped, NHWC, 'SAME' or
+      'VALID'.
   """
   dilations = [d for d in (lhs_dilation, rhs_dilation) if d is not None]
-  plain = (rhs.ndim == 4 and isinstance(padding, str) and padding in ("SAME", "VALID")
-           and not kwargs and feature_group_count == 1 and precision is None
-           and all(s == 1 for s in window_strides) and all(d == 1 for ds in dilations for d in ds)
-           and (jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-                == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)))
-  kind = _KIND.get()
-  if not plain or kind == "generic":
-    return jax.lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-        dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
-        precision=precision, **kwargs)
-  # The choices are static arguments, read while tracing the forward pass: JAX caches
-  # the traced gradient by its arguments, so a choice read inside it could be stale.
-  return _conv(lhs, rhs, padding, kind, _batch_shards(lhs.shape[0]))
+  if not all(s == 1 for s in window_strides):
+    _refuse(f"a convolution with strides {tuple(window_strides)}")
+  if not all(d == 1 for ds in dilations for d in ds):
+    _refuse("a dilated convolution")
+  if feature_group_count != 1:
+    _refuse("a grouped convolution")
+  if not (isinstance(padding, str) and padding in ("SAME", "VALID")):
+    _refuse(f"a convolution with padding {padding!r}")
+  if (kwargs or precision is not None or rhs.ndim != 4
+      or (jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+          != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC))):
+    _refuse("a convolution other than a plain 2D NHWC one")
+  shards = batch_shards if lhs.shape[0] % batch_shards == 0 else 1
+  return _conv(lhs, rhs, padding, shards)
 
 
 def _lax_conv(x, kernel, padding):
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_NHWC)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv(x, kernel, padding, kind, shards):
-  del kind, shards  # Used by the gradient.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv(x, kernel, padding, shards):
+  del shards  # Used by the gradient.
   return _lax_conv(x, kernel, padding)
 
 
-def _conv_fwd(x, kernel, padding, kind, shards):
-  return _conv(x, kernel, padding, kind, shards), (x, kernel)
+def _conv_fwd(x, kernel, padding, shards):
+  return _conv(x, kernel, padding, shards), (x, kernel)
 
 
-def _conv_bwd(padding, kind, shards, residuals, grad):
+def _conv_bwd(padding, shards, residuals, grad):
   x, kernel = residuals
-  return _per_backend(kind, functools.partial(_cpu_conv_grads, padding=padding, shards=shards),
-                      functools.partial(_autodiff_conv_grads, padding=padding))(x, kernel, grad)
+  return _conv_grads(x, kernel, grad, padding, shards)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def _autodiff_conv_grads(x, kernel, grad, padding):
-  return jax.vjp(functools.partial(_lax_conv, padding=padding), x, kernel)[1](grad)
-
-
-def _cpu_conv_grads(x, kernel, grad, padding, shards):
+def _conv_grads(x, kernel, grad, padding, shards):
   kh, kw = kernel.shape[:2]
   # The input gradient is the full correlation of grad with the flipped kernel.
   flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
@@ -169,14 +167,6 @@ def _kernel_gradient(x, grad, window, padding, shards):
   return jax.lax.fori_loop(0, tiles, add_tile, initial).sum(axis=0)
 
 
-def _batch_shards(batch):
-  """How many equal blocks of the batch the devices of the mesh in context hold (1
-  without a mesh, or when the batch does not split evenly over its 'data' axis)."""
-  mesh = jax.sharding.get_abstract_mesh()
-  shards = 1 if mesh.empty else dict(mesh.shape).get(sharding.DATA_AXIS, 1)
-  return shards if batch % shards == 0 else 1
-
-
 def _tile_size(images, pixels):
   """Images per loop iteration: one for large maps, so its patches stay in cache; more for
   small maps, whose one-image products are too small to run fast. Divides `images`.
@@ -191,13 +181,17 @@ def _tile_size(images, pixels):
 
 
 def max_pool(inputs, window_shape, strides=None, padding="VALID"):
-  """`nn.max_pool`; a 2x2, stride-2 'VALID' pool of an NHWC map gets the per-backend
-  gradient of this module."""
-  kind = _KIND.get()
-  if (tuple(window_shape) == (2, 2) and tuple(strides or ()) == (2, 2) and padding == "VALID"
-      and inputs.ndim == 4 and kind != "generic"):
-    return _max_pool_2x2(inputs, kind)
-  return nn.max_pool(inputs, window_shape, strides, padding)
+  """`nn.max_pool` of a 2x2 window with stride 2 ('VALID') over an NHWC map, with this
+  module's gradient.
+
+  Raises:
+    UserError: any other pool.
+  """
+  if (tuple(window_shape) != (2, 2) or tuple(strides or ()) != (2, 2) or padding != "VALID"
+      or inputs.ndim != 4):
+    _refuse(f"a max pool of window {tuple(window_shape)}, strides {strides}, padding "
+            f"{padding!r} on a {inputs.ndim}-d input (only 2x2, stride 2, 'VALID', NHWC)")
+  return _max_pool_2x2(inputs)
 
 
 def _pooling_windows(x):
@@ -207,31 +201,25 @@ def _pooling_windows(x):
   return x[:, : h // 2 * 2, : w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _max_pool_2x2(x, kind):
-  del kind  # Used by the gradient.
+@jax.custom_vjp
+def _max_pool_2x2(x):
   return _pooling_windows(x).max(axis=(2, 4))
 
 
-def _max_pool_fwd(x, kind):
-  pooled = _max_pool_2x2(x, kind)
+def _max_pool_fwd(x):
+  pooled = _max_pool_2x2(x)
   return pooled, (x, pooled)
 
 
-def _max_pool_bwd(kind, residuals, grad):
+def _max_pool_bwd(residuals, grad):
   x, pooled = residuals
-  return (_per_backend(kind, _cpu_max_pool_grad, _autodiff_max_pool_grad)(x, pooled, grad),)
+  return (_max_pool_grad(x, pooled, grad),)
 
 
 _max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
-def _autodiff_max_pool_grad(x, pooled, grad):
-  del pooled
-  return jax.vjp(lambda x: nn.max_pool(x, (2, 2), (2, 2)), x)[1](grad)[0]
-
-
-def _cpu_max_pool_grad(x, pooled, grad):
+def _max_pool_grad(x, pooled, grad):
   # The gradient goes to the maxima of each window, in one fused elementwise pass;
   # autodiff of `max` would also count the maxima and split it among ties, a second
   # pass over the full-size input for ties that float inputs almost never have. It is
@@ -252,37 +240,42 @@ def _unpool(pooled, shape):
 # Biases.
 
 
+class Bias(nn.Module):
+  """`models.Bias` (a learned bias per channel, the last axis, zero at initialisation;
+  the same parameter) with this module's gradient."""
+
+  @nn.compact
+  def __call__(self, x):
+    bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],), jnp.float32)
+    return add_bias(x, bias.astype(x.dtype))
+
+
 def add_bias(x, bias):
-  """`x + bias` for a bias per channel (the last axis of `x`), with the per-backend
-  gradient of this module."""
-  if x.ndim < 2 or _KIND.get() == "generic":
+  """`x + bias` for a bias per channel (the last axis of `x`), with this module's
+  gradient."""
+  if x.ndim < 2:
     return x + bias
-  return _add_bias(x, bias, _KIND.get())
+  return _add_bias(x, bias)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _add_bias(x, bias, kind):
-  del kind  # Used by the gradient.
+@jax.custom_vjp
+def _add_bias(x, bias):
   return x + bias
 
 
-def _add_bias_fwd(x, bias, kind):
-  return _add_bias(x, bias, kind), None
+def _add_bias_fwd(x, bias):
+  return _add_bias(x, bias), None
 
 
-def _add_bias_bwd(kind, residuals, grad):
+def _add_bias_bwd(residuals, grad):
   del residuals
-  return grad, _per_backend(kind, _cpu_bias_grad, _autodiff_bias_grad)(grad)
+  return grad, _bias_grad(grad)
 
 
 _add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 
 
-def _autodiff_bias_grad(grad):
-  return grad.sum(axis=tuple(range(grad.ndim - 1)))
-
-
-def _cpu_bias_grad(grad):
+def _bias_grad(grad):
   # The sum over all but the last axis, as a sum of the rows [leading axes, last two
   # axes] and then of [second-last axis, channels]: XLA:CPU splits the one reduction
   # into strided partial sums (a reduce-window), about 6x slower on 28x28 maps.

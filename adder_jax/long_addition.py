@@ -75,18 +75,6 @@ def add(first, second):
   return xp.stack([carry] + digits[::-1], axis=-1)
 
 
-def to_int(digits):
-  """A digit array [N] as a Python integer (exact for any N)."""
-  return int("".join(str(int(d)) for d in digits))
-
-
-def to_digits(number, num_digits):
-  """A non-negative Python integer as int32 [num_digits], most significant first."""
-  if not 0 <= number < NUM_DIGITS ** num_digits:
-    raise ValueError(f"{number} does not have at most {num_digits} digits")
-  return np.array([int(d) for d in str(number).zfill(num_digits)], np.int32)
-
-
 def most_probable_sums(log_p_first, log_p_second, max_visits=500):
   """The exact most probable sum of each pair of N-digit numbers, by best-first search.
 

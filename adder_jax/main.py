@@ -12,7 +12,6 @@ from absl import logging
 from ml_collections import config_flags
 
 from adder_jax import cli
-from adder_jax import config_checks
 from adder_jax import interrupts
 from adder_jax import runtime
 from adder_jax import train
@@ -42,7 +41,7 @@ def main(argv):
   try:
     with cli.exit_on_user_error():
       config = FLAGS.config
-      config_checks.validate(config)
+      train.check_config(config)
       runtime.setup([config.batch_size, config.eval_batch_size], distributed_settings={
           "enabled": FLAGS.distributed, "coordinator_address": FLAGS.coordinator_address,
           "num_processes": FLAGS.num_processes, "process_id": FLAGS.process_id})

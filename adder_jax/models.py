@@ -11,15 +11,15 @@ or exact ('exact': the distribution of the sum of two independent digits, no
 parameters), whose log-probabilities serve as the sum logits.
 """
 
+import functools
 import re
-from typing import NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adder_jax import kernels
 from adder_jax.constants import NUM_DIGITS, NUM_SUMS
 
 # Statistics of the MNIST training images, for input standardisation.
@@ -74,33 +74,39 @@ def parse_conv_layers(spec):
   return layers
 
 
-def pool(x, kind):
-  """2x2 pooling with stride 2 of an NHWC map."""
-  if kind == "max":
-    return kernels.max_pool(x, (2, 2), strides=(2, 2))
-  return nn.avg_pool(x, (2, 2), strides=(2, 2))
-
-
 class Bias(nn.Module):
   """Adds a learned bias per channel (the last axis), zero at initialisation."""
 
   @nn.compact
   def __call__(self, x):
     bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],), jnp.float32)
-    return kernels.add_bias(x, bias.astype(x.dtype))
+    return x + bias.astype(x.dtype)
+
+
+ModuleDef = Any
 
 
 class DigitNet(nn.Module):
-  """Conv trunk and dense layers from a uint8 image to the 10 digit logits."""
+  """Conv trunk and dense layers from a uint8 image to the 10 digit logits.
+
+  The fields mirror `config.model` (documented in configs/default.py), which
+  `create_model` reads. `conv`, `max_pool` and `bias` are the layers the trunk is built
+  of, Flax's own by default; a caller may pass drop-in replacements with the same
+  arguments and parameters (training on a CPU passes layers with faster gradients).
+  Flax names a layer's parameters after its class ('Conv_0', 'Bias_1'), so a
+  replacement keeps the class name of the layer it replaces.
+  """
 
   conv_layers: str
-  kernel_size: int = 3
-  dense_features: Sequence[int] = ()
-  batch_norm: bool = False
-  dropout_rate: float = 0.0
-  dtype: str = "float32"
-  # Zero weights in the logits layer: every image starts at uniform digit probabilities.
-  zero_init_logits: bool = False
+  kernel_size: int
+  dense_features: Sequence[int]
+  batch_norm: bool
+  dropout_rate: float
+  dtype: str
+  zero_init_logits: bool
+  conv: ModuleDef = nn.Conv
+  max_pool: Callable = nn.max_pool
+  bias: ModuleDef = Bias
 
   @nn.compact
   def __call__(self, images, train):
@@ -108,13 +114,12 @@ class DigitNet(nn.Module):
     x = (x - MNIST_MEAN) / MNIST_STD
     for layer in parse_conv_layers(self.conv_layers):
       if isinstance(layer, Pool):
-        x = pool(x, layer.kind)
+        x = self._pool(x, layer.kind)
         continue
-      x = nn.Conv(layer.features, (self.kernel_size,) * 2, padding=layer.padding,
-                  use_bias=False, dtype=self.dtype,
-                  conv_general_dilated=kernels.conv_general_dilated)(x)
+      x = self.conv(layer.features, (self.kernel_size,) * 2, padding=layer.padding,
+                    use_bias=False, dtype=self.dtype)(x)
       if layer.pool:
-        x = pool(x, layer.pool)
+        x = self._pool(x, layer.pool)
       x = self._normalize_and_activate(x, train)
     x = x.reshape(x.shape[0], -1)
     for features in self.dense_features:
@@ -127,18 +132,24 @@ class DigitNet(nn.Module):
     logits = nn.Dense(NUM_DIGITS, dtype=self.dtype, kernel_init=kernel_init)(x)
     return logits.astype(jnp.float32)
 
+  def _pool(self, x, kind):
+    """2x2 pooling with stride 2 of an NHWC map."""
+    if kind == "max":
+      return self.max_pool(x, (2, 2), strides=(2, 2))
+    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
   def _normalize_and_activate(self, x, train):
     if self.batch_norm:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
     else:
-      x = Bias()(x)
+      x = self.bias()(x)
     return nn.relu(x)
 
 
 class SumHead(nn.Module):
   """Dense layers on [first operand, second operand] features to the 19 sum logits."""
 
-  hidden_features: Sequence[int] = (128,)
+  hidden_features: Sequence[int]
 
   @nn.compact
   def __call__(self, first, second):
@@ -194,27 +205,12 @@ def number_log_probs(numbers):
 class _AdderBase(nn.Module):
   """The digit network and the sum head shared by the networks."""
 
-  conv_layers: str
-  kernel_size: int = 3
-  dense_features: Sequence[int] = ()
-  sum_hidden_features: Sequence[int] = (128,)
-  sum_head_type: str = "mlp"
-  sum_head_input: str = "probabilities"
-  batch_norm: bool = False
-  dropout_rate: float = 0.0
-  dtype: str = "float32"
-  zero_init_logits: bool = False
+  digit_net: DigitNet
+  sum_head_type: str
+  sum_hidden_features: Sequence[int]
+  sum_head_input: str
 
   def setup(self):
-    self.digit_net = DigitNet(
-        conv_layers=self.conv_layers,
-        kernel_size=self.kernel_size,
-        dense_features=self.dense_features,
-        batch_norm=self.batch_norm,
-        dropout_rate=self.dropout_rate,
-        dtype=self.dtype,
-        zero_init_logits=self.zero_init_logits,
-    )
     if self.sum_head_type == "mlp":
       self.sum_head = SumHead(hidden_features=self.sum_hidden_features)
 
@@ -263,7 +259,7 @@ class NumberPairNet(_AdderBase):
   """images uint8 [B, 2, N, 28, 28], two N-digit numbers written one digit per image
   (most significant first) -> digit logits [B, 2, N, 10].
 
-  It has no sum head: the training objective (`steps.sum_likelihood_objective`) takes
+  It has no sum head: the training objective (`objectives.sum_likelihood_objective`) takes
   the exact likelihood of the sum, `long_addition.sum_log_likelihood` of the digits'
   log-softmax, in time linear in N.
   """
@@ -274,19 +270,49 @@ class NumberPairNet(_AdderBase):
     return digit_logits.reshape(*images.shape[:-2], -1)
 
 
-def create_model(model_config, model_class=AdderNet):
+def create_model(model_config, model_class=AdderNet, layers=None):
   """The network `model_class` (`AdderNet`, `TwoImageAdderNet` or `NumberPairNet`) of
-  `model_config`."""
-  return model_class(
+  `model_config`, its digit network built of `layers` (DigitNet's `conv`, `max_pool`
+  and `bias` fields; Flax's own where absent)."""
+  digit_net = DigitNet(
       conv_layers=model_config.conv_layers,
-      # .get: configs saved before these fields existed still load.
-      kernel_size=model_config.get("kernel_size", 3),
+      kernel_size=model_config.kernel_size,
       dense_features=tuple(model_config.dense_features),
-      sum_hidden_features=tuple(model_config.sum_hidden_features),
-      sum_head_type=model_config.sum_head,
-      sum_head_input=model_config.sum_head_input,
       batch_norm=model_config.batch_norm,
       dropout_rate=model_config.dropout_rate,
       dtype=model_config.dtype,
-      zero_init_logits=model_config.get("zero_init_logits", False),
+      zero_init_logits=model_config.zero_init_logits,
+      **(layers or {}),
   )
+  return model_class(
+      digit_net=digit_net,
+      sum_head_type=model_config.sum_head,
+      sum_hidden_features=tuple(model_config.sum_hidden_features),
+      sum_head_input=model_config.sum_head_input,
+  )
+
+
+def init_variables(model, key, inputs):
+  """The network's initial variables, {'params', 'batch_stats'} ({} without BatchNorm).
+
+  Args:
+    inputs: example model inputs (their shapes matter, not their values).
+  """
+  variables = model.init({"params": key, "dropout": key}, **inputs, train=False)
+  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+
+def abstract_variables(model, inputs, ema):
+  """The shapes and dtypes of what a checkpoint keeps of the network: {'params',
+  'batch_stats', 'ema'}, 'ema' the same two again if the run keeps moving averages
+  (`config.ema_decay` > 0), else {}."""
+  variables = jax.eval_shape(functools.partial(init_variables, model, inputs=inputs),
+                             jax.random.key(0))
+  return {**variables, "ema": dict(variables) if ema else {}}
+
+
+def evaluation_variables(variables):
+  """(params, batch_stats) to evaluate and predict with, from {'params', 'batch_stats',
+  'ema'}: the moving averages if the run keeps them, else the trained values."""
+  chosen = variables["ema"] or variables
+  return chosen["params"], chosen["batch_stats"]

@@ -2,6 +2,8 @@
 
 import optax
 
+from adder_jax import config_checks
+
 SCHEDULES = ("constant", "warmup_cosine", "onecycle")
 OPTIMIZERS = ("adam", "adamw", "sgd", "lamb")
 
@@ -42,3 +44,11 @@ def create_optimizer(optimizer_config, total_steps):
   else:
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
   return tx, schedule
+
+
+def check_config(optimizer_config):
+  """Raises UserError for the first bad value of `config.optimizer`."""
+  config_checks.positive(optimizer_config.learning_rate, "optimizer.learning_rate")
+  config_checks.one_of(optimizer_config.name, "optimizer.name", OPTIMIZERS)
+  config_checks.one_of(optimizer_config.schedule, "optimizer.schedule", SCHEDULES)
+  config_checks.fraction(optimizer_config.warmup_fraction, "optimizer.warmup_fraction")

@@ -28,7 +28,7 @@ from skimage import filters
 from skimage import measure
 from skimage import morphology
 
-from adder_jax import input_pipeline
+from adder_jax import constants
 from adder_jax.errors import UserError, first_line
 
 FORMATS = ("PNG", "JPEG", "BMP")
@@ -86,7 +86,7 @@ def mnist_style(grey, name="image"):
   strokes = np.percentile(ink[digit_mask], STROKE_PERCENTILE)
   digit = np.clip(digit * (255.0 / max(float(strokes), 1e-6)), 0.0, 255.0)
   digit = _fit_in_box(digit, DIGIT_BOX)
-  return _centre_by_mass(digit, input_pipeline.IMAGE_SHAPE)
+  return _centre_by_mass(digit, constants.IMAGE_SHAPE)
 
 
 def _read_grey(path, max_pixels):

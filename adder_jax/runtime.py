@@ -36,7 +36,9 @@ def use_cpu_cores(batch_sizes):
   share of the batch. The count is the largest, up to the number of cores, that divides
   every batch size. No effect on the accelerators a GPU or TPU machine trains on. Acts
   only before JAX starts its backends; a count already set through JAX_NUM_CPU_DEVICES
-  or XLA_FLAGS stays.
+  or XLA_FLAGS stays (JAX_NUM_CPU_DEVICES=1 trains on one device). The count sets the
+  order of float sums, so metrics differ in their last digits between counts; for one
+  count they are the same from run to run.
   """
   if ("JAX_NUM_CPU_DEVICES" in os.environ
       or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")):

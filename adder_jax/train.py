@@ -11,6 +11,7 @@ global mesh; only process 0 writes metrics.jsonl, TensorBoard events and config.
 and every process takes part in saving and restoring checkpoints.
 """
 
+import dataclasses
 import functools
 import os
 import time
@@ -26,9 +27,10 @@ from adder_jax import config_checks
 from adder_jax import distributed
 from adder_jax import evaluation
 from adder_jax import evaluation_report
-from adder_jax import input_pipeline
 from adder_jax import interrupts
 from adder_jax import kernels
+from adder_jax import mnist
+from adder_jax import models
 from adder_jax import optimizers
 from adder_jax import reporting
 from adder_jax import sharding
@@ -38,11 +40,19 @@ from adder_jax import workdir_lock
 from adder_jax.errors import UserError
 
 
+def check_config(config):
+  """Raises UserError for the first bad value of a training config: `config_checks`'
+  checks, and those of the sections only training reads."""
+  config_checks.validate(config)
+  config_checks.one_of(config.gradient_kernels, "gradient_kernels", kernels.GRADIENT_KERNELS)
+  optimizers.check_config(config.optimizer)
+
+
 class Trainer:
   """The compiled functions and device-resident data of one run; no mutable state.
 
   Built once per run by `train_and_evaluate`; the benchmark script drives it directly.
-  The config must have passed `config_checks.validate` and `check_batches_split`.
+  The config must have passed `check_config` and `config_checks.check_batches_split`.
   """
 
   def __init__(self, config, data, mesh=None):
@@ -55,7 +65,10 @@ class Trainer:
       raise UserError(f"batch_size={config.batch_size} is larger than the training set "
                       f"({self.num_train} examples).")
     self.total_steps = self.steps_per_epoch * config.num_epochs
-    self.model = self.task.create_model()
+    # Gradient kernels per the config and the devices' platform (kernels.py); each
+    # device loops over its own block of the batch.
+    self.model = self.task.create_model(kernels.layers(
+        config.gradient_kernels, self.mesh.devices.flat[0].platform, self.mesh.size))
     self.tx, self.schedule = optimizers.create_optimizer(config.optimizer, self.total_steps)
     seed_key = jax.random.key(config.seed)
     self.init_key, self.data_key = jax.random.split(seed_key)
@@ -78,6 +91,10 @@ class Trainer:
     self.abstract_state = steps.abstract_state(self.model, self.tx, inputs, ema)
     self.state_sharding = jax.tree.map(lambda _: replicated, self.abstract_state)
     self._epoch_plan = jax.jit(self.task.epoch_plan, out_shardings=replicated)
+    self.recipe = steps.Recipe(
+        objective=self.task.objective, gather=self.task.gather,
+        batch_sharding=sharding.batch_sharded(self.mesh),
+        augment=augment.from_config(config.augment), ema_decay=config.ema_decay)
     self._chunk_fns = {}
 
   def init_state(self):
@@ -85,7 +102,17 @@ class Trainer:
 
   def restore(self, checkpointer):
     """The latest checkpoint's TrainState, replicated over the mesh; None if there is none."""
-    return checkpointer.restore(self.abstract_state, sharding.replicated(self.mesh))
+    replicated = sharding.replicated(self.mesh)
+    targets = {name: checkpointing.restore_target(item, replicated)
+               for name, item in self.abstract_state.checkpoint_items().items()}
+    restored = checkpointer.restore(targets)
+    if restored is None:
+      return None
+    step, items = restored
+    # Each process lists the checkpoints itself: they must have found the same one.
+    distributed.check_same_on_all_processes([np.int32(step)], "checkpoint step")
+    return self.abstract_state.replace_items(
+        sharding.put_replicated(np.int32(step), self.mesh), items)
 
   def chunk_lengths(self, start=0):
     """Lengths of the scanned chunks that cover the epoch's steps from `start` on."""
@@ -96,22 +123,11 @@ class Trainer:
   def chunk_fn(self, num_steps):
     """The compiled train chunk of `num_steps` steps (compiled once per length)."""
     if num_steps not in self._chunk_fns:
-      train_chunk = functools.partial(
-          steps.train_chunk, num_steps=num_steps, model=self.model, tx=self.tx,
-          objective=self.task.objective, batch_sharding=sharding.batch_sharded(self.mesh),
-          gather=self.task.gather, augment=augment.from_config(self.config.augment),
-          ema_decay=self.config.ema_decay)
-
-      def fn(*args):
-        # Traced with the mesh in context, whose devices the CPU kernels loop over
-        # (see kernels.py), and with the config's choice of gradient kernels.
-        with jax.sharding.use_abstract_mesh(self.mesh.abstract_mesh), \
-             kernels.use(self.config.gradient_kernels):
-          return train_chunk(*args)
-
+      recipe = dataclasses.replace(self.recipe, chunk_steps=num_steps)
       replicated = sharding.replicated(self.mesh)
       self._chunk_fns[num_steps] = jax.jit(
-          fn, donate_argnums=0, in_shardings=(self.state_sharding,) + (replicated,) * 4,
+          functools.partial(steps.train_chunk, recipe=recipe), donate_argnums=0,
+          in_shardings=(self.state_sharding, replicated, replicated, replicated),
           out_shardings=(self.state_sharding, replicated))
     return self._chunk_fns[num_steps]
 
@@ -121,11 +137,11 @@ class Trainer:
     plan = jax.eval_shape(self._epoch_plan, self.data_key, 0, self.train_labels)
     target = checkpointing.restore_target(self.abstract_state, sharding.replicated(self.mesh))
     for length in set(self.chunk_lengths(start)) | set(self.chunk_lengths()):
-      self.chunk_fn(length).lower(target, self.train_images, self.train_labels, plan,
+      self.chunk_fn(length).lower(target, (self.train_images, self.train_labels), plan,
                                   jnp.int32(0)).compile()
     for predictor in (self.test_predictor, self.validation_predictor):
       if predictor is not None:
-        predictor.compile(*steps.eval_variables(target))
+        predictor.compile(*models.evaluation_variables(target.model_variables()))
     self._epoch_plan.lower(self.data_key, 0, self.train_labels).compile()
     return time.perf_counter() - t0
 
@@ -133,26 +149,24 @@ class Trainer:
     return self._epoch_plan(self.data_key, epoch, self.train_labels)
 
   def run_chunk(self, state, plan, chunk_start, num_steps):
-    return self.chunk_fn(num_steps)(state, self.train_images, self.train_labels, plan,
+    return self.chunk_fn(num_steps)(state, (self.train_images, self.train_labels), plan,
                                     jnp.int32(chunk_start))
 
   def predictions(self, state):
     """The task's `predict` of `state` on the test set, as numpy (padding included)."""
-    return self.test_predictor(*steps.eval_variables(state))
+    return self.test_predictor(*models.evaluation_variables(state.model_variables()))
 
   def test_metrics(self, predictions):
     """Test metrics of `predictions`; see the task's `test_metrics`."""
     return self.task.test_metrics(predictions, self.test_split)
-
-  def evaluate(self, state):
-    return self.test_metrics(self.predictions(state))
 
   def validation_metrics(self, state):
     """The test metrics of `state` on the validation split, named validation_* instead
     of test_*; {} without a validation split."""
     if self.validation_predictor is None:
       return {}
-    predictions = self.validation_predictor(*steps.eval_variables(state))
+    predictions = self.validation_predictor(
+        *models.evaluation_variables(state.model_variables()))
     metrics = self.task.test_metrics(predictions, self.validation_split)
     return {"validation_" + key.removeprefix("test_"): value for key, value in metrics.items()}
 
@@ -168,7 +182,7 @@ def train_and_evaluate(config, workdir):
     interrupts.TrainingInterrupted: on Ctrl-C, after saving a checkpoint.
     UserError: a bad config, or another run holds the workdir (see workdir_lock.py).
   """
-  config_checks.validate(config)
+  check_config(config)
   mesh = sharding.create_mesh()
   config_checks.check_batches_split(config, mesh.size)
   workdir = os.path.abspath(workdir)
@@ -183,8 +197,8 @@ def train_and_evaluate(config, workdir):
 
 
 def _train_and_evaluate(config, workdir, mesh):
-  distributed.chief_first(lambda: input_pipeline.prepare(config.data))
-  data = input_pipeline.load(config.data)
+  distributed.chief_first(lambda: mnist.prepare(config.data))
+  data = mnist.load(config.data)
   distributed.check_same_on_all_processes(
       [data[split].images for split in data] + [data[split].labels for split in data],
       "MNIST data")
@@ -220,7 +234,7 @@ def _train_and_evaluate(config, workdir, mesh):
       start_in_epoch = 0
       record["compile_seconds"] = round(compile_seconds, 3)
       writer.write(record)
-      checkpointer.save(state)
+      _save(checkpointer, state)
       if chief:
         reporting.print_summary(record)
   finally:
@@ -229,8 +243,8 @@ def _train_and_evaluate(config, workdir, mesh):
     checkpointer.close()
   if predictions is None:  # Nothing left to train: a rerun of a finished run.
     predictions = trainer.predictions(state)  # Every process takes part in this.
-  # The report's tables and plots are about (digit, number) pairs.
-  if chief and config.task == "image_plus_number":
+  # The report that `python -m adder_jax.evaluate` writes, for the tasks it reads.
+  if chief and "evaluate" in trainer.task.uses:
     evaluation_report.write(workdir, int(jax.device_get(state.step)), trainer.task,
                             trainer.test_split, predictions)
   return record
@@ -295,10 +309,14 @@ def _train_epoch(trainer, state, epoch, start, checkpointer, interrupt, show_pro
 def _save_and_stop(state, checkpointer):
   step = int(jax.device_get(state.step))
   if checkpointer.latest_step() != step:
-    checkpointer.save(state)
+    _save(checkpointer, state)
   raise interrupts.TrainingInterrupted(
       f"interrupted: saved a checkpoint at step {step} in {checkpointer.directory}; "
       "rerun the same command to resume.")
+
+
+def _save(checkpointer, state):
+  checkpointer.save(int(jax.device_get(state.step)), state.checkpoint_items())
 
 
 def _write_config(config, workdir):

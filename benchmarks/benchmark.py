@@ -16,9 +16,9 @@ varies from run to run by 10% or more on a small CPU.
 writes the results, with the machine, library versions and command, to the JSON file,
 and test sum accuracy against training seconds to the PNG of the same name.
 
-`--config.gradient_kernels=generic` times JAX's own autodiff gradients instead of the
-CPU kernels (see adder_jax/kernels.py); the config, and so that choice, is saved with
-the results.
+`--config.gradient_kernels=generic` times Flax's own layers and their autodiff gradients
+instead of the CPU kernels (adder_jax/kernels.py); the config, and so that choice, is
+saved with the results.
 """
 
 import json
@@ -35,7 +35,7 @@ from ml_collections import config_flags
 
 from adder_jax import cli
 from adder_jax import config_checks
-from adder_jax import input_pipeline
+from adder_jax import mnist
 from adder_jax import runtime
 from adder_jax import train
 from adder_jax.errors import UserError
@@ -91,7 +91,7 @@ def benchmark_adder_jax(config, data, target, evals_per_epoch, stop_at_target):
         steady_images += num_steps * config.batch_size
         steady_seconds += seconds
       t0 = time.perf_counter()
-      metrics = trainer.evaluate(state)
+      metrics = trainer.test_metrics(trainer.predictions(state))
       eval_seconds += time.perf_counter() - t0
       elapsed = train_seconds + epoch_seconds
       step = epoch * trainer.steps_per_epoch + chunk_start
@@ -255,7 +255,7 @@ def main(argv):
   cli.quiet_library_logs()
   config = FLAGS.config
   with cli.exit_on_user_error():
-    config_checks.validate(config)
+    train.check_config(config)
     if FLAGS.repeats < 1:
       raise UserError(f"--repeats must be at least 1, not {FLAGS.repeats}.")
     if FLAGS.output:
@@ -266,7 +266,7 @@ def main(argv):
       torch = import_torch(FLAGS.peer_threads or runtime.usable_cores())
     runtime.setup([config.batch_size, config.eval_batch_size])
     config_checks.check_batches_split(config, jax.device_count())
-    data = input_pipeline.load(config.data)
+    data = mnist.load(config.data)
     runs = []
     for _ in range(FLAGS.repeats):
       run = benchmark_adder_jax(config, data, FLAGS.target, FLAGS.evals_per_epoch,

@@ -40,7 +40,7 @@ from skimage import transform
 from adder_jax import cli
 from adder_jax import demo
 from adder_jax import inference
-from adder_jax import input_pipeline
+from adder_jax import mnist
 from adder_jax import runtime
 from adder_jax.errors import UserError
 from benchmarks import machine
@@ -287,10 +287,10 @@ def main(argv):
   with cli.exit_on_user_error():
     chromium = find_chromium(FLAGS.chromium) if FLAGS.browser else None
     runtime.setup()
-    predictor = inference.Predictor(FLAGS.workdir, ("image_plus_number",),
+    predictor = inference.Predictor(FLAGS.workdir, ("predict",),
                                     "benchmarks.demo_latency")
     page_demo = demo.Demo(predictor)
-    test = input_pipeline.load(predictor.config.data, splits=("test",))["test"]
+    test = mnist.load(predictor.config.data, splits=("test",))["test"]
     order = np.random.default_rng(0).permutation(len(test))[:FLAGS.drawings]
     drawings = [drawn_like(image) for image in test.images[order]]
     server_seconds(page_demo, drawings[:5])  # Warm-up.

@@ -18,7 +18,6 @@ import itertools
 import json
 import time
 
-import ml_collections
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -26,7 +25,9 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset
 
 from adder_jax import cli
-from adder_jax import input_pipeline
+from adder_jax import mnist
+from adder_jax import pairing
+from configs import default
 
 # The usual normalisation of MNIST pixels (the training set's mean and deviation).
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -93,7 +94,7 @@ def train_and_evaluate(train_split, test_split, epochs=5, batch_size=256, learni
   """Trains a ReferenceNet on `train_split`, testing it `evals_per_epoch` times an epoch.
 
   Args:
-    train_split, test_split: `input_pipeline.Split`s (uint8 images, int labels).
+    train_split, test_split: `mnist.Split`s (uint8 images, int labels).
     epochs: passes over the training images.
     batch_size: training images per step.
     learning_rate: Adam's.
@@ -112,7 +113,7 @@ def train_and_evaluate(train_split, test_split, epochs=5, batch_size=256, learni
   torch.manual_seed(seed)
   train_loader = DataLoader(ImagePlusNumber(train_split.images, train_split.labels),
                             batch_size=batch_size, shuffle=True)
-  test_numbers = input_pipeline.test_numbers(len(test_split))
+  test_numbers = pairing.test_numbers(len(test_split))
   test_loader = DataLoader(ImagePlusNumber(test_split.images, test_split.labels, test_numbers),
                            batch_size=1000)
   model = ReferenceNet()
@@ -164,8 +165,9 @@ def main():
   if args.threads:
     torch.set_num_threads(args.threads)
   with cli.exit_on_user_error():
-    data = input_pipeline.load(ml_collections.ConfigDict(
-        {"dataset": "mnist", "data_dir": args.data_dir, "manual_dir": args.manual_dir}))
+    data_config = default.get_config().data
+    data_config.data_dir, data_config.manual_dir = args.data_dir, args.manual_dir
+    data = mnist.load(data_config)
   train_and_evaluate(data["train"], data["test"], args.epochs, args.batch_size,
                      log=lambda record: print(json.dumps(record), flush=True))
 

@@ -16,17 +16,16 @@ def get_config():
   config.eval_batch_size = 1000
   # Train steps compiled into one lax.scan; the progress bar updates once per chunk.
   config.steps_per_chunk = 100
-  # Gradients of the convolutions and max pools, one of kernels.GRADIENT_KERNELS: 'auto'
-  # (fast formulations for XLA:CPU on CPU, JAX's autodiff on GPU and TPU), 'generic'
-  # (autodiff everywhere) or 'cpu' (the CPU formulations everywhere). Speed only: the
-  # results are the same up to float rounding (see adder_jax/kernels.py).
+  # Gradients of the convolutions, max pools and biases, one of kernels.GRADIENT_KERNELS:
+  # 'auto' (formulations that XLA:CPU runs fast on CPU devices, JAX's own elsewhere),
+  # 'generic' or 'cpu'. Speed only; what each means and why: adder_jax/kernels.py.
   config.gradient_kernels = "auto"
   # One of tasks.TASKS: 'image_plus_number' (an image and a number 0-9 in; digit and sum
   # out), 'two_images' (two images in, their sum out: MNIST addition; batch_size then
   # counts pairs) or 'multi_digit' (two numbers of data.num_digits images each in, their
   # sum out; batch_size then counts pairs of numbers; see configs/multi_digit.py).
   config.task = "image_plus_number"
-  # Targets trained on, one of steps.SUPERVISIONS: 'both', 'sum_only' or 'digit_only' (the
+  # Targets trained on, one of objectives.SUPERVISIONS: 'both', 'sum_only' or 'digit_only' (the
   # other one's weight in the loss becomes 0; both accuracies are still reported).
   config.supervision = "both"
 
@@ -49,10 +48,8 @@ def get_config():
   config.data.num_digits = 4
 
   config.model = ml_collections.ConfigDict()
-  # Conv trunk, in the order its layers run (models.parse_conv_layers): 'N' a conv
-  # with N features ('SAME' padding; 'Nv' 'VALID'), then BatchNorm (if batch_norm) and
-  # ReLU; 'M' / 'A' a 2x2 max / average pool; 'NM' a conv whose output is max pooled
-  # before its BatchNorm and ReLU. Here three conv -> max pool -> BatchNorm -> ReLU blocks.
+  # Conv trunk, in the order its layers run (grammar: models.parse_conv_layers); here
+  # three conv -> max pool -> BatchNorm -> ReLU blocks.
   config.model.conv_layers = "32M 64M 128M"
   # Height and width of every convolution's kernel.
   config.model.kernel_size = 3

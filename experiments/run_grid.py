@@ -26,8 +26,8 @@ import numpy as np
 
 from adder_jax import cli
 from adder_jax import models
+from adder_jax import objectives
 from adder_jax import runtime
-from adder_jax import steps
 from adder_jax import train
 from configs import default
 from experiments import tables
@@ -64,7 +64,7 @@ def grid_cells():
   """(name, overrides) of every cell; overrides are dotted config paths."""
   cells = []
   for sum_head, holdout, supervision in itertools.product(
-      models.SUM_HEADS, ("", _HOLDOUT.value), steps.SUPERVISIONS):
+      models.SUM_HEADS, ("", _HOLDOUT.value), objectives.SUPERVISIONS):
     if holdout and supervision == "digit_only":
       # Digit-only training never reads the numbers, so holding pairs out changes nothing.
       continue

@@ -16,7 +16,7 @@ import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.testing import mocking
 
-from adder_jax import input_pipeline
+from adder_jax import mnist
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,7 +34,7 @@ def mock_mnist(num_examples):
   """
   # The mock replaces tfds's download; the connection check before it must not run either.
   with mock.patch.object(mocking, "_getitems", _getitems), tfds.testing.mock_data(
-      num_examples=num_examples), mock.patch.object(input_pipeline, "_check_reachable"):
+      num_examples=num_examples), mock.patch.object(mnist, "_check_reachable"):
     yield
 
 
@@ -178,3 +178,14 @@ def run_on_cpu_devices(code, devices=8, timeout=600):
   out = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], env=env,
                        capture_output=True, text=True, timeout=timeout, check=True)
   return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def to_int(digits):
+  """A digit array [N], most significant first, as a Python integer (exact for any N)."""
+  return int("".join(str(int(d)) for d in digits))
+
+
+def to_digits(number, num_digits):
+  """A non-negative Python integer as int32 [num_digits], most significant first."""
+  assert 0 <= number < 10 ** num_digits
+  return np.array([int(d) for d in str(number).zfill(num_digits)], np.int32)

@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from adder_jax import config_checks
 from adder_jax import reporting
+from adder_jax import train
 from conftest import REPO_ROOT
 
 CONFIG_NAMES = sorted(p.stem for p in pathlib.Path(REPO_ROOT, "configs").glob("*.py")
@@ -21,7 +21,7 @@ CONFIG_NAMES = sorted(p.stem for p in pathlib.Path(REPO_ROOT, "configs").glob("*
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_every_config_is_valid(name):
-  config_checks.validate(importlib.import_module(f"configs.{name}").get_config())
+  train.check_config(importlib.import_module(f"configs.{name}").get_config())
 
 
 def test_best_config_trains_a_few_steps_on_mock_data(tmp_path):

@@ -10,6 +10,8 @@ from adder_jax import checkpointing
 from adder_jax import config_checks
 from adder_jax import inference
 from adder_jax import interrupts
+from adder_jax import models
+from adder_jax import objectives
 from adder_jax import reporting
 from adder_jax import sharding
 from adder_jax import steps
@@ -26,8 +28,9 @@ def _steps(count, ema_decay):
   """`count` train steps of the tiny setup; the states before and after each step."""
   config, model, tx, batch = _tiny_setup()
   state = steps.init_state(model, tx, jax.random.key(0), batch["inputs"], ema=ema_decay > 0)
-  objective = steps.cross_entropy_objective(config.loss)
-  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, objective, ema_decay))
+  recipe = steps.Recipe(objective=objectives.cross_entropy_objective(config.loss),
+                        gather=None, batch_sharding=None, ema_decay=ema_decay)
+  step = jax.jit(lambda s, b: steps.train_step(s, b, recipe))
   states = [state]
   for _ in range(count):
     states.append(step(states[-1], batch)[0])
@@ -45,14 +48,14 @@ def test_after_k_steps_the_average_is_the_closed_form():
             DECAY ** (k - i) * p[i] for i in range(1, k + 1)), *values)
     for got, want in zip(jax.tree.leaves(states[-1].ema[part]), jax.tree.leaves(expected)):
       np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
-  params, batch_stats = steps.eval_variables(states[-1])
+  params, batch_stats = models.evaluation_variables(states[-1].model_variables())
   assert params is states[-1].ema["params"] and batch_stats is states[-1].ema["batch_stats"]
 
 
 def test_without_a_decay_there_is_no_average_and_the_same_training():
   with_ema, without = _steps(3, DECAY), _steps(3, 0.0)
   assert without[-1].ema == {}
-  params, _ = steps.eval_variables(without[-1])
+  params, _ = models.evaluation_variables(without[-1].model_variables())
   assert params is without[-1].params
   for a, b in zip(jax.tree.leaves(with_ema[-1].params), jax.tree.leaves(without[-1].params)):
     np.testing.assert_array_equal(a, b)  # The averages never feed back into training.
@@ -62,14 +65,17 @@ def test_the_average_survives_a_checkpoint_round_trip(tmp_path):
   config, model, tx, batch = _tiny_setup()
   state = _steps(2, DECAY)[-1]
   checkpointer = checkpointing.Checkpointer(str(tmp_path))
-  checkpointer.save(state)
+  checkpointer.save(2, state.checkpoint_items())
   checkpointer.close()
-  mesh = sharding.create_mesh()
-  abstract = steps.abstract_state(model, tx, batch["inputs"], ema=True)
+  replicated = sharding.replicated(sharding.create_mesh())
+  # What using a trained model restores: the model's variables alone.
+  abstract = models.abstract_variables(model, batch["inputs"], ema=True)
   checkpointer = checkpointing.Checkpointer(str(tmp_path))
-  restored = checkpointer.restore(abstract, sharding.replicated(mesh))
+  step, restored = checkpointer.restore(
+      {"model": checkpointing.restore_target(abstract, replicated)})
   checkpointer.close()
-  for a, b in zip(jax.tree.leaves(restored.ema), jax.tree.leaves(state.ema)):
+  assert step == 2
+  for a, b in zip(jax.tree.leaves(restored["model"]["ema"]), jax.tree.leaves(state.ema)):
     np.testing.assert_array_equal(a, b)
 
 
@@ -84,12 +90,12 @@ def test_evaluation_and_predict_use_the_average(tmp_path):
   with mock_mnist(MOCK_EXAMPLES):
     train.train_and_evaluate(_ema_config(tmp_path), workdir)
   predictor = inference.Predictor(workdir)
-  state = inference.restore_latest(workdir, tasks.create_task(predictor.config),
-                                   sharding.create_mesh())
-  for a, b in zip(jax.tree.leaves(predictor._params), jax.tree.leaves(state.ema["params"])):
+  _, variables = inference.restore_variables(workdir, tasks.create_task(predictor.config),
+                                             sharding.create_mesh())
+  for a, b in zip(jax.tree.leaves(predictor._params), jax.tree.leaves(variables["ema"]["params"])):
     np.testing.assert_array_equal(a, b)
-  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.ema["params"]),
-                                                       jax.tree.leaves(state.params)))
+  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(variables["ema"]["params"]),
+                                                       jax.tree.leaves(variables["params"])))
 
 
 def test_resume_mid_epoch_ends_like_an_unbroken_run(tmp_path, monkeypatch):

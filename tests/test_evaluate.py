@@ -10,7 +10,7 @@ from PIL import Image
 
 from adder_jax import evaluate
 from adder_jax import evaluation_report
-from adder_jax import input_pipeline
+from adder_jax import mnist
 from adder_jax import reporting
 from adder_jax import train
 from conftest import MOCK_EXAMPLES, assert_one_line_error, mock_mnist, run_cli
@@ -69,13 +69,13 @@ def test_evaluate_latest_checkpoint(trained_workdir, tmp_path, capsys):
 @pytest.fixture
 def no_training_data(monkeypatch):
   """Fails the test if anything reads the training split or builds a Trainer."""
-  read_split = input_pipeline._read_split
+  read_split = mnist._read_split
 
   def read_test_split_only(builder, split):
     assert split != "train", "the training split was read"
     return read_split(builder, split)
 
-  monkeypatch.setattr(input_pipeline, "_read_split", read_test_split_only)
+  monkeypatch.setattr(mnist, "_read_split", read_test_split_only)
   monkeypatch.setattr(train.Trainer, "__init__", lambda *args: pytest.fail("a Trainer was built"))
 
 

@@ -1,44 +1,32 @@
-"""The per-backend gradients of kernels.py: the CPU formulations give autodiff's results,
-each backend gets its own, and a whole network's loss and gradients are the same on
-either path, on 1 device here and on 8 in a subprocess."""
+"""The CPU gradient kernels of kernels.py: their gradients equal autodiff's, they are
+chosen per platform, what they do not cover is refused, and a whole network's loss and
+gradients are the same with them or with Flax's own layers, on 1 device here and on 8
+in a subprocess."""
 
 import functools
 import importlib
 
 import flax.linen as nn
 import jax
-from jax import export
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 from adder_jax import kernels
+from adder_jax import models
 from adder_jax import sharding
 from adder_jax import steps
 from adder_jax import tasks
+from adder_jax.errors import UserError
 from conftest import first_training_batch, run_on_cpu_devices
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def _conv(x, kernel, padding, conv=jax.lax.conv_general_dilated):
-  return conv(x, kernel, (1, 1), padding,
+def _conv(x, kernel, padding, conv=jax.lax.conv_general_dilated, strides=(1, 1)):
+  return conv(x, kernel, strides, padding,
               dimension_numbers=jax.lax.conv_dimension_numbers(x.shape, kernel.shape, _NHWC))
-
-
-def _conv_vjp(kind, x, kernel, padding, grad, shards=1):
-  """Output and gradients of `kernels.conv_general_dilated`, traced under `use(kind)`
-  with an abstract mesh of `shards` devices in context."""
-
-  def f(x, kernel, grad):
-    with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((shards,), (sharding.DATA_AXIS,))), \
-         kernels.use(kind):
-      y, vjp = jax.vjp(functools.partial(_conv, padding=padding,
-                                         conv=kernels.conv_general_dilated), x, kernel)
-      return y, vjp(grad)
-
-  return jax.jit(f)(x, kernel, grad)
 
 
 # The kernel gradient loops over tiles of images: for these shapes one tile of all the
@@ -46,34 +34,35 @@ def _conv_vjp(kind, x, kernel, padding, grad, shards=1):
 @pytest.mark.parametrize("shape, window", [((4, 9, 7, 3), (3, 3)), ((16, 9, 7, 3), (3, 3)),
                                            ((4, 23, 22, 2), (3, 3)), ((4, 9, 8, 3), (5, 3))])
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
-# Each device of the mesh loops over its block of the batch; 3 devices do not divide
-# the batch of 4, which is then one loop over all its images.
+# Each device loops over its block of the batch; 3 devices do not divide the batch of
+# 4, which is then one loop over all its images.
 @pytest.mark.parametrize("shards", [1, 2, 3])
 def test_cpu_convolution_gradients_equal_autodiff(shape, window, padding, shards):
   x = jax.random.normal(jax.random.key(0), shape)
   kernel = jax.random.normal(jax.random.key(1), (*window, shape[-1], 5))
   y, reference_vjp = jax.vjp(functools.partial(_conv, padding=padding), x, kernel)
   grad = jax.random.normal(jax.random.key(2), y.shape)
-  y_cpu, grads = _conv_vjp("cpu", x, kernel, padding, grad, shards)
+  conv = functools.partial(kernels.conv_general_dilated, batch_shards=shards)
+
+  def f(x, kernel, grad):
+    y, vjp = jax.vjp(functools.partial(_conv, padding=padding, conv=conv), x, kernel)
+    return y, vjp(grad)
+
+  y_cpu, grads = jax.jit(f)(x, kernel, grad)
   np.testing.assert_allclose(y_cpu, y, rtol=1e-6)
   for cpu, reference in zip(grads, reference_vjp(grad)):
     np.testing.assert_allclose(cpu, reference, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("shape", [(2, 4, 6, 3), (2, 5, 7, 3)])
-@pytest.mark.parametrize("kind", kernels.GRADIENT_KERNELS)
-def test_max_pool_and_its_gradient_equal_autodiff(shape, kind):
+def test_max_pool_and_its_gradient_equal_autodiff(shape):
   x = jax.random.normal(jax.random.key(0), shape)
-  pool = functools.partial(jax.lax.reduce_window, init_value=-jnp.inf,
-                           computation=jax.lax.max, window_dimensions=(1, 2, 2, 1),
-                           window_strides=(1, 2, 2, 1), padding="VALID")
-  y, reference_vjp = jax.vjp(pool, x)
+  y, reference_vjp = jax.vjp(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)), x)
   grad = jax.random.normal(jax.random.key(1), y.shape)
 
   def f(x, grad):
-    with kernels.use(kind):
-      y, vjp = jax.vjp(lambda x: kernels.max_pool(x, (2, 2), strides=(2, 2)), x)
-      return y, vjp(grad)[0]
+    y, vjp = jax.vjp(lambda x: kernels.max_pool(x, (2, 2), strides=(2, 2)), x)
+    return y, vjp(grad)[0]
 
   y_kernel, grad_x = jax.jit(f)(x, grad)
   np.testing.assert_array_equal(y_kernel, y)
@@ -81,17 +70,15 @@ def test_max_pool_and_its_gradient_equal_autodiff(shape, kind):
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 4, 6), (7, 6)])
-@pytest.mark.parametrize("kind", kernels.GRADIENT_KERNELS)
-def test_bias_and_its_gradient_equal_autodiff(shape, kind):
+def test_bias_and_its_gradient_equal_autodiff(shape):
   x = jax.random.normal(jax.random.key(0), shape)
   bias = jax.random.normal(jax.random.key(1), shape[-1:])
   y, reference_vjp = jax.vjp(lambda x, b: x + b, x, bias)
   grad = jax.random.normal(jax.random.key(2), shape)
 
   def f(x, bias, grad):
-    with kernels.use(kind):
-      y, vjp = jax.vjp(kernels.add_bias, x, bias)
-      return y, vjp(grad)
+    y, vjp = jax.vjp(kernels.add_bias, x, bias)
+    return y, vjp(grad)
 
   y_kernel, grads = jax.jit(f)(x, bias, grad)
   np.testing.assert_array_equal(y_kernel, y)
@@ -99,48 +86,76 @@ def test_bias_and_its_gradient_equal_autodiff(shape, kind):
     np.testing.assert_allclose(kernel_grad, reference, rtol=1e-5, atol=1e-5)
 
 
-def test_other_convolutions_and_pools_are_passed_to_lax_and_flax():
-  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
-  kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
-  strided = kernels.conv_general_dilated(
-      x, kernel, (2, 2), "SAME", dimension_numbers=jax.lax.conv_dimension_numbers(
-          x.shape, kernel.shape, _NHWC))
-  np.testing.assert_array_equal(strided, jax.lax.conv_general_dilated(
-      x, kernel, (2, 2), "SAME", dimension_numbers=_NHWC))
-  np.testing.assert_array_equal(kernels.max_pool(x, (3, 3), strides=(1, 1)),
-                                nn.max_pool(x, (3, 3), strides=(1, 1)))
+def test_the_bias_layer_has_the_parameters_of_the_plain_one():
+  x = jnp.ones((2, 3, 3, 4))
+  plain = models.Bias().init(jax.random.key(0), x)
+  cpu = kernels.Bias().init(jax.random.key(0), x)
+  assert jax.tree.map(jnp.shape, plain) == jax.tree.map(jnp.shape, cpu)
 
 
-def _lowered_gradient(kind, platform):
-  """The StableHLO text of a convolution's and a max pool's gradient, for `platform`."""
+@pytest.mark.parametrize("kind, platform, cpu_layers", [
+    ("auto", "cpu", True), ("auto", "gpu", False), ("auto", "tpu", False),
+    ("generic", "cpu", False), ("cpu", "gpu", True)])
+def test_each_platform_gets_its_layers(kind, platform, cpu_layers):
+  layers = kernels.layers(kind, platform, batch_shards=2)
+  assert bool(layers) == cpu_layers
+  if cpu_layers:
+    assert set(layers) == {"conv", "max_pool", "bias"}
+
+
+def _lowered_gradient(layers):
+  """The StableHLO text of the gradient of a convolution, max pool and bias built of
+  `layers` (Flax's own where absent)."""
+  conv = layers.get("conv", nn.Conv)(5, (3, 3), use_bias=False)
+  bias = layers.get("bias", models.Bias)()
+  max_pool = layers.get("max_pool", nn.max_pool)
   x = jnp.zeros((4, 8, 8, 3))
-  kernel = jnp.zeros((3, 3, 3, 5))
+  variables = {"conv": conv.init(jax.random.key(0), x),
+               "bias": bias.init(jax.random.key(0), jnp.zeros((4, 4, 4, 5)))}
 
-  def loss(x, kernel):
-    with kernels.use(kind):
-      y = _conv(x, kernel, "SAME", conv=kernels.conv_general_dilated)
-      return jnp.sum(kernels.max_pool(y, (2, 2), strides=(2, 2)))
+  def loss(variables, x):
+    y = max_pool(conv.apply(variables["conv"], x), (2, 2), strides=(2, 2))
+    return jnp.sum(bias.apply(variables["bias"], y))
 
-  return export.export(jax.jit(jax.grad(loss, (0, 1))), platforms=[platform])(
-      x, kernel).mlir_module()
+  return jax.jit(jax.grad(loss)).lower(variables, x).as_text()
 
 
-@pytest.mark.parametrize("kind, platform, cpu_kernels", [
-    ("auto", "cpu", True), ("auto", "cuda", False), ("auto", "tpu", False),
-    ("generic", "cpu", False), ("cpu", "cuda", True)])
-def test_each_backend_gets_its_gradients_when_lowered(kind, platform, cpu_kernels):
+def test_the_cpu_layers_replace_autodiffs_gradients():
   """The CPU kernel gradient is a loop over images; autodiff's, one convolution per
   gradient and a select-and-scatter for the pool."""
-  text = _lowered_gradient(kind, platform)
-  assert ("stablehlo.while" in text) == cpu_kernels
-  assert ("select_and_scatter" in text) == (not cpu_kernels)
-  assert text.count("stablehlo.convolution") == (2 if cpu_kernels else 3)
+  cpu = _lowered_gradient(kernels.layers("cpu", "cpu"))
+  generic = _lowered_gradient({})
+  assert "stablehlo.while" in cpu and "select_and_scatter" not in cpu
+  assert "stablehlo.while" not in generic and "select_and_scatter" in generic
 
 
 def test_unknown_kind_is_refused():
   with pytest.raises(ValueError, match="unknown gradient kernels 'fast'"):
-    with kernels.use("fast"):
-      pass
+    kernels.layers("fast", "cpu")
+
+
+@pytest.mark.parametrize("conv_args, words", [
+    ({"strides": (2, 2)}, "strides (2, 2)"),
+    ({"kernel_dilation": (2, 2)}, "a dilated convolution"),
+    ({"feature_group_count": 2}, "a grouped convolution"),
+    ({"padding": ((1, 1), (1, 1))}, "padding"),
+])
+def test_a_convolution_the_kernels_do_not_cover_is_refused_in_one_line(conv_args, words):
+  conv = kernels.layers("cpu", "cpu")["conv"](4, (3, 3), **conv_args)
+  x = jnp.zeros((2, 8, 8, 4))
+  with pytest.raises(UserError) as error:
+    conv.init(jax.random.key(0), x)
+  message = str(error.value)
+  assert "\n" not in message and words in message
+  assert "config.gradient_kernels='generic'" in message
+  # Flax's own layer trains it.
+  nn.Conv(4, (3, 3), **conv_args).init(jax.random.key(0), x)
+
+
+def test_a_pool_the_kernels_do_not_cover_is_refused_in_one_line():
+  with pytest.raises(UserError, match="only 2x2, stride 2") as error:
+    kernels.max_pool(jnp.zeros((2, 6, 6, 3)), (3, 3), strides=(1, 1))
+  assert "\n" not in str(error.value)
 
 
 # Configs whose networks the comparison below covers: every trunk spec and kernel size
@@ -155,18 +170,16 @@ def loss_and_gradients(config_name, kind):
   config = importlib.import_module(f"configs.{config_name}").get_config()
   config.batch_size = 16
   task = tasks.create_task(config)
-  model = task.create_model()
+  mesh = sharding.create_mesh()
+  model = task.create_model(kernels.layers(kind, "cpu", batch_shards=mesh.size))
   batch = first_training_batch(task, 256, jax.random.key(2))
   state = steps.init_state(model, optax.adam(1e-3), jax.random.key(0), batch["inputs"])
-  mesh = sharding.create_mesh()
   batch = jax.device_put(batch, sharding.batch_sharded(mesh))
 
   def loss_fn(params, batch):
-    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh), kernels.use(kind):
-      grad_fn = jax.grad(steps.loss_and_metrics, has_aux=True)
-      grads, (metrics, _) = grad_fn(params, state, batch, jax.random.key(1), model,
-                                    task.objective)
-      return metrics["loss"], grads
+    grad_fn = jax.grad(steps.loss_and_metrics, has_aux=True)
+    grads, (metrics, _) = grad_fn(params, state, batch, jax.random.key(1), task.objective)
+    return metrics["loss"], grads
 
   return jax.device_get(jax.jit(loss_fn)(state.params, batch))
 

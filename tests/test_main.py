@@ -78,7 +78,7 @@ def test_library_advice_is_kept_off_the_terminal_unless_asked_for():
       import numpy as np
       import PIL.Image
       import tensorflow_datasets as tfds
-      from adder_jax import cli, input_pipeline
+      from adder_jax import cli, mnist
       from adder_jax.errors import UserError
 
       def no_network(*args, **kwargs):
@@ -92,7 +92,7 @@ def test_library_advice_is_kept_off_the_terminal_unless_asked_for():
         logging.error("a library error")
         socket.create_connection = no_network
         try:  # Warns that MNIST is not prepared, then fails to reach the server.
-          input_pipeline.prepare(ml_collections.ConfigDict(
+          mnist.prepare(ml_collections.ConfigDict(
               {"dataset": "mnist", "data_dir": tempfile.mkdtemp(), "manual_dir": None}))
         except UserError:
           pass

@@ -1,5 +1,6 @@
-"""The network's shapes, its layer spec, and the custom convolution gradients."""
+"""The network's shapes, its layer spec, the layers it is built of, and the sum heads."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,6 +62,31 @@ def test_sum_head_sees_the_number():
   assert not np.allclose(sum_logits[0], sum_logits[1])
 
 
+def test_the_layers_passed_to_the_digit_network_build_its_trunk():
+  """The conv, max pool and bias fields are what the trunk calls: here ones that count
+  their calls, for the trunk '8M 16 M' without BatchNorm."""
+  calls = []
+
+  def counting_max_pool(*args, **kwargs):
+    calls.append("max_pool")
+    return nn.max_pool(*args, **kwargs)
+
+  # Named as the layer it replaces: Flax names parameters after the module's class.
+  class Bias(models.Bias):  # pylint: disable=redefined-outer-name
+
+    def __call__(self, x):
+      calls.append("bias")
+      return super().__call__(x)
+
+  images = jnp.zeros((2, 28, 28), jnp.uint8)
+  net = _digit_net("8M 16 M").clone(max_pool=counting_max_pool, bias=Bias)
+  variables = net.init(jax.random.key(0), images, train=False)
+  assert sorted(calls) == ["bias", "bias", "max_pool", "max_pool"]
+  # The same parameters as with Flax's own layers.
+  assert (jax.tree.map(jnp.shape, variables) == jax.tree.map(
+      jnp.shape, _digit_net("8M 16 M").init(jax.random.key(0), images, train=False)))
+
+
 def test_parse_conv_layers():
   assert models.parse_conv_layers("32 64v M A 16M 8vA") == [
       models.Conv(32, "SAME"), models.Conv(64, "VALID"), models.Pool("max"), models.Pool("avg"),
@@ -71,7 +97,9 @@ def test_parse_conv_layers():
 
 
 def _digit_net(conv_layers, batch_norm=False):
-  return models.DigitNet(conv_layers=conv_layers, batch_norm=batch_norm)
+  return models.DigitNet(conv_layers=conv_layers, kernel_size=3, dense_features=(),
+                         batch_norm=batch_norm, dropout_rate=0.0, dtype="float32",
+                         zero_init_logits=False)
 
 
 def test_layers_run_in_the_order_of_the_spec():

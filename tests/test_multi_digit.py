@@ -3,6 +3,7 @@ set, its config checks, and its training loop on mock MNIST (command line, exact
 eight devices)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -12,9 +13,8 @@ import optax
 import pytest
 
 from adder_jax import config_checks
-from adder_jax import input_pipeline
 from adder_jax import interrupts
-from adder_jax import long_addition
+from adder_jax import pairing
 from adder_jax import reporting
 from adder_jax import steps
 from adder_jax import tasks
@@ -22,7 +22,7 @@ from adder_jax import train
 from adder_jax.errors import UserError
 from configs import multi_digit
 from conftest import (REPO_ROOT, TRAIN_ON_DEVICES, ctrl_c_after_chunk, first_training_batch,
-                      mock_mnist, run_on_cpu_devices)
+                      mock_mnist, run_on_cpu_devices, to_int)
 
 TIMING_KEYS = ("epoch_seconds", "eval_seconds", "images_per_second", "compile_seconds")
 
@@ -33,7 +33,7 @@ def _without_timings(records):
 
 @pytest.mark.parametrize("num_digits, batch_size", [(1, 60), (4, 15), (15, 4)])
 def test_each_epoch_uses_every_training_image_once(num_digits, batch_size):
-  plans = [jax.device_get(input_pipeline.number_pair_epoch_plan(
+  plans = [jax.device_get(pairing.number_pair_epoch_plan(
       jax.random.key(0), epoch, 60_000, batch_size, num_digits)["batch_indices"])
            for epoch in (0, 1)]
   for plan in plans:
@@ -45,25 +45,25 @@ def test_each_epoch_uses_every_training_image_once(num_digits, batch_size):
 def test_fifteen_digit_labels_are_exact():
   rng = np.random.default_rng(0)
   labels = rng.integers(0, 10, 600).astype(np.int32)
-  plan = input_pipeline.number_pair_epoch_plan(jax.random.key(1), 0, 600, 4, 15)
+  plan = pairing.number_pair_epoch_plan(jax.random.key(1), 0, 600, 4, 15)
   indices = plan["batch_indices"][0]
-  batch = input_pipeline.gather_number_pair_batch(np.zeros((600, 28, 28), np.uint8), labels,
+  batch = pairing.gather_number_pair_batch(np.zeros((600, 28, 28), np.uint8), labels,
                                                   plan, indices)
   indices = np.asarray(indices)
   assert batch["sum"].shape == (4, 16)
   for example, total in zip(indices, np.asarray(batch["sum"])):
     first, second = ("".join(str(d) for d in labels[number]) for number in example)
-    assert long_addition.to_int(total) == int(first) + int(second)
+    assert to_int(total) == int(first) + int(second)
 
 
 def test_the_test_set_is_fixed_and_uses_each_image_at_most_once():
-  examples = input_pipeline.test_number_pairs(10_000, 15)
+  examples = pairing.test_number_pairs(10_000, 15)
   assert examples.shape == (333, 2, 15)
   assert len(np.unique(examples)) == examples.size
-  np.testing.assert_array_equal(examples, input_pipeline.test_number_pairs(10_000, 15))
+  np.testing.assert_array_equal(examples, pairing.test_number_pairs(10_000, 15))
   # One digit per number: the pairs of the two-image task.
-  np.testing.assert_array_equal(input_pipeline.test_number_pairs(10_000, 1)[..., 0],
-                                input_pipeline.test_image_pairs(10_000))
+  np.testing.assert_array_equal(pairing.test_number_pairs(10_000, 1)[..., 0],
+                                pairing.test_image_pairs(10_000))
 
 
 def test_training_examples_per_epoch():
@@ -77,9 +77,11 @@ def test_training_examples_per_epoch():
     ({"num_digits": 0}, "config.data.num_digits must be a whole number in [1, 100], got 0"),
     ({"num_digits": 101}, "config.data.num_digits must be a whole number in [1, 100], got 101"),
     ({"validation_size": 7}, "validation_size=7 holds no pair of 4-digit numbers"),
-    ({"label_smoothing": 0.1}, "label_smoothing must be 0 with config.task='multi_digit'"),
+    ({"label_smoothing": 0.1},
+     "config.task='multi_digit' needs config.loss.label_smoothing=0.0, got 0.1"),
     ({"supervision": "both"}, "learns from the sum alone"),
-    ({"sum_head": "mlp"}, "config.model.sum_head='exact'"),
+    ({"sum_head": "mlp"}, "needs config.model.sum_head='exact', got 'mlp'"),
+    ({"holdout_pairs": "3+4"}, "holds out no pairs, got config.data.holdout_pairs='3+4'"),
 ])
 def test_bad_settings_are_refused(change, words):
   config = multi_digit.get_config()
@@ -88,7 +90,8 @@ def test_bad_settings_are_refused(change, words):
   config.model.sum_head = change.get("sum_head", config.model.sum_head)
   config.data.validation_size = change.get("validation_size", 0)
   config.loss.label_smoothing = change.get("label_smoothing", 0.0)
-  with pytest.raises(UserError, match=words.replace("[", r"\[").replace("]", r"\]")):
+  config.data.holdout_pairs = change.get("holdout_pairs", "")
+  with pytest.raises(UserError, match=re.escape(words)):
     config_checks.validate(config)
 
 
@@ -101,7 +104,8 @@ def test_training_never_reads_the_digit_labels():
   batch = first_training_batch(task, 48, jax.random.key(0))
   tx = optax.adam(1e-3)
   state = steps.init_state(model, tx, jax.random.key(1), batch["inputs"])
-  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, task.objective))
+  recipe = steps.Recipe(objective=task.objective, gather=task.gather, batch_sharding=None)
+  step = jax.jit(lambda s, b: steps.train_step(s, b, recipe))
   scrambled = dict(batch, label=(batch["label"] + 3) % 10)
   trained, metrics = step(state, batch)
   trained_scrambled, metrics_scrambled = step(state, scrambled)

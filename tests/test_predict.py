@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from adder_jax import inference
-from adder_jax import input_pipeline
+from adder_jax import mnist
 from adder_jax import predict
 from adder_jax import preprocess
 from adder_jax import train
@@ -75,7 +75,7 @@ def test_python_function_matches_the_command_line(trained_workdir, images, capsy
 
 def test_predictor_on_arrays(trained_workdir, monkeypatch):
   # A trained model predicts without any MNIST data, and without a Trainer.
-  monkeypatch.setattr(input_pipeline, "load", lambda *args, **kwargs: pytest.fail("data read"))
+  monkeypatch.setattr(mnist, "load", lambda *args, **kwargs: pytest.fail("data read"))
   monkeypatch.setattr(train.Trainer, "__init__", lambda *args: pytest.fail("a Trainer was built"))
   predictor = inference.Predictor(trained_workdir)
   assert predictor.step == 12

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from adder_jax import models
+from adder_jax import objectives
 from adder_jax import optimizers
 from adder_jax import steps
 from configs import default
@@ -44,12 +45,16 @@ def _tiny_setup():
   return config, model, tx, batch
 
 
+def _jitted_step(loss_config):
+  recipe = steps.Recipe(objective=objectives.cross_entropy_objective(loss_config),
+                        gather=None, batch_sharding=None)
+  return jax.jit(lambda s, b: steps.train_step(s, b, recipe))
+
+
 def _one_step():
   config, model, tx, batch = _tiny_setup()
   state = steps.init_state(model, tx, jax.random.key(0), batch["inputs"])
-  objective = steps.cross_entropy_objective(config.loss)
-  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, objective))
-  return state, *step(state, batch)
+  return state, *_jitted_step(config.loss)(state, batch)
 
 
 def test_one_train_step_golden_values():
@@ -76,8 +81,7 @@ def test_train_step_moves_every_parameter_and_counts_the_step():
 def test_training_on_one_batch_lowers_the_loss():
   config, model, tx, batch = _tiny_setup()
   state = steps.init_state(model, tx, jax.random.key(0), batch["inputs"])
-  objective = steps.cross_entropy_objective(config.loss)
-  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, objective))
+  step = _jitted_step(config.loss)
   state, first = step(state, batch)
   for _ in range(100):
     state, last = step(state, batch)
@@ -90,7 +94,7 @@ def test_supervision_zeroes_the_weight_of_the_unsupervised_target(supervision, d
                                                                    sum_weight):
   loss_config = default.get_config().loss
   loss_config.digit_weight, loss_config.sum_weight = 0.5, 2.0
-  supervised = steps.supervised_loss_config(loss_config, supervision)
+  supervised = objectives.supervised_loss_config(loss_config, supervision)
   assert (supervised.digit_weight, supervised.sum_weight) == (digit_weight, sum_weight)
   assert (loss_config.digit_weight, loss_config.sum_weight) == (0.5, 2.0)
 
@@ -98,10 +102,9 @@ def test_supervision_zeroes_the_weight_of_the_unsupervised_target(supervision, d
 @pytest.mark.parametrize("supervision, unused", [("sum_only", "label"), ("digit_only", "sum")])
 def test_training_never_reads_the_unsupervised_target(supervision, unused):
   config, model, tx, batch = _tiny_setup()
-  loss_config = steps.supervised_loss_config(config.loss, supervision)
+  loss_config = objectives.supervised_loss_config(config.loss, supervision)
   state = steps.init_state(model, tx, jax.random.key(0), batch["inputs"])
-  objective = steps.cross_entropy_objective(loss_config)
-  step = jax.jit(lambda s, b: steps.train_step(s, b, model, tx, objective))
+  step = _jitted_step(loss_config)
   scrambled = dict(batch, **{unused: (batch[unused] + 3) % 10})
   trained, _ = step(state, batch)
   trained_on_scrambled, _ = step(state, scrambled)

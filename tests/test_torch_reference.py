@@ -9,7 +9,8 @@ import pytest
 torch = pytest.importorskip(
     "torch", reason="the PyTorch peer needs torch: pip install -e \".[bench]\"")
 
-from adder_jax import input_pipeline  # pylint: disable=wrong-import-position
+from adder_jax import mnist  # pylint: disable=wrong-import-position
+from adder_jax import pairing  # pylint: disable=wrong-import-position
 from benchmarks import benchmark  # pylint: disable=wrong-import-position
 from benchmarks import machine  # pylint: disable=wrong-import-position
 from benchmarks import torch_reference  # pylint: disable=wrong-import-position
@@ -22,7 +23,7 @@ def synthetic_split(count, seed):
   images = rng.integers(0, 40, (count, 28, 28)).astype(np.uint8)
   for image, label in zip(images, labels):
     image[2 * label + 4: 2 * label + 6, 4:24] = 255
-  return input_pipeline.Split(images=images, labels=labels)
+  return mnist.Split(images=images, labels=labels)
 
 
 def test_reference_net_is_the_classic_network():
@@ -40,7 +41,7 @@ def test_training_numbers_are_fresh_and_test_numbers_fixed():
   assert len(numbers) > 5  # A fresh number each time the image is read.
   image, one_hot, digit, total = training[3]
   assert int(total) == int(digit) + int(one_hot.argmax())
-  fixed = input_pipeline.test_numbers(8)
+  fixed = pairing.test_numbers(8)
   testing = torch_reference.ImagePlusNumber(split.images, split.labels, fixed)
   assert [int(testing[i][1].argmax()) for i in range(8)] == fixed.tolist()
   assert [int(testing[i][3]) for i in range(8)] == (split.labels + fixed).tolist()

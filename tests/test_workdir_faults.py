@@ -84,7 +84,7 @@ DAMAGES = ("metadata_overwritten", "data_truncated", "data_file_lost")
 
 def damage(workdir, step, how="metadata_overwritten"):
   """Damages the files of the checkpoint at `step` in one of the DAMAGES ways."""
-  directory = os.path.join(workdir, "checkpoints", str(step), "default")
+  directory = os.path.join(workdir, "checkpoints", str(step), "model")
   data = glob.glob(os.path.join(directory, "ocdbt.process_0", "d", "*"))
   if how == "metadata_overwritten":
     for name in ("_sharding", "_METADATA"):
@@ -103,12 +103,12 @@ def damage(workdir, step, how="metadata_overwritten"):
 _EVALUATE_ON_MOCK_DATA = textwrap.dedent("""
     import sys
     sys.path[:0] = [{repo!r}, {tests!r}]
-    from absl import app
     from conftest import mock_mnist
+    from adder_jax import cli
     from adder_jax import evaluate
     evaluate.define_flags()
     with mock_mnist({examples}):
-      app.run(evaluate.main, argv=["evaluate"] + sys.argv[1:])
+      cli.run(evaluate.main)
 """).format(repo=REPO_ROOT, tests=os.path.join(REPO_ROOT, "tests"), examples=MOCK_EXAMPLES)
 
 
