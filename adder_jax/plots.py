@@ -3,6 +3,9 @@
 
 Figures are drawn with matplotlib's Agg canvas directly, without pyplot, so that
 plotting needs no display and leaves the backend of a notebook that imports this alone.
+Each plot has a `*_figure` function that builds and returns its `Figure` (what the tests
+read back: plotted data, cell values, titles) and a writer of the same name without the
+suffix that saves that figure as a PNG.
 """
 
 import numpy as np
@@ -31,11 +34,24 @@ def _annotate(axes, image, values, text):
 
 
 def learning_curves(records, path):
-  """Loss, digit accuracy and sum accuracy per epoch, train and test.
+  """Writes `learning_curves_figure(records)` to the PNG file `path`.
 
   Args:
     records: the per-epoch records of metrics.jsonl (`reporting.read_metrics`).
     path: the PNG file to write.
+  """
+  _save(learning_curves_figure(records), path)
+
+
+def learning_curves_figure(records):
+  """Loss, digit accuracy and sum accuracy per epoch, train and test.
+
+  Args:
+    records: the per-epoch records of metrics.jsonl (`reporting.read_metrics`).
+
+  Returns:
+    A `Figure` of three panels (loss, digit accuracy, sum accuracy), one line per
+    metric with the epochs as x; a metric a record lacks is NaN.
   """
   epochs = [r["epoch"] for r in records]
   figure = Figure(figsize=(15, 4.5), layout="constrained")
@@ -75,11 +91,21 @@ def learning_curves(records, path):
     figure.suptitle(
         f"Learning curves: after epoch {last['epoch']} (step {last['step']}), test digit "
         f"{last['test_digit_accuracy']:.2f}%, sum {last['test_sum_accuracy']:.2f}%")
-  _save(figure, path)
+  return figure
 
 
 def confusion_matrix(matrix, path):
-  """The digit confusion matrix (counts; row = true digit, column = predicted)."""
+  """Writes `confusion_matrix_figure(matrix)` to the PNG file `path`."""
+  _save(confusion_matrix_figure(matrix), path)
+
+
+def confusion_matrix_figure(matrix):
+  """The digit confusion matrix (counts; row = true digit, column = predicted).
+
+  Returns:
+    A `Figure` whose first axes shows `matrix` as an image (zero cells masked) with
+    each nonzero count written in its cell.
+  """
   matrix = np.asarray(matrix)
   total = matrix.sum()
   accuracy = 100.0 * np.trace(matrix) / max(total, 1)
@@ -97,11 +123,21 @@ def confusion_matrix(matrix, path):
   axes.set_ylabel("true digit")
   axes.set_title(f"Digit confusion matrix: {total} test images, {accuracy:.2f}% correct\n"
                  f"({total - np.trace(matrix)} mistakes off the diagonal)")
-  _save(figure, path)
+  return figure
 
 
 def sum_accuracy_heatmap(table, path):
-  """Sum accuracy (%) per true digit (rows) and added number (columns)."""
+  """Writes `sum_accuracy_heatmap_figure(table)` to the PNG file `path`."""
+  _save(sum_accuracy_heatmap_figure(table), path)
+
+
+def sum_accuracy_heatmap_figure(table):
+  """Sum accuracy (%) per true digit (rows) and added number (columns).
+
+  Returns:
+    A `Figure` whose first axes shows `table` as an image, each cell's value written
+    in it; a digit with no test image (a row of NaN) says so.
+  """
   table = np.asarray(table, float)
   figure = Figure(figsize=(7.5, 6.5))
   axes = figure.subplots()
@@ -118,16 +154,32 @@ def sum_accuracy_heatmap(table, path):
   axes.set_ylabel("true digit")
   axes.set_title("Sum accuracy (%) per (digit, number) pair\n"
                  f"every test image with every number; mean {np.nanmean(table):.2f}%")
-  _save(figure, path)
+  return figure
 
 
 def worst_mistakes(images, mistakes, path, columns=6):
-  """A grid of test images the model got wrong, with true and predicted labels.
+  """Writes `worst_mistakes_figure(images, mistakes, columns)` to the PNG file `path`.
 
   Args:
     images: uint8 [N, 28, 28], the test images that `mistakes` index.
     mistakes: dicts from `evaluation.worst_mistakes`, worst first.
     path: the PNG file to write.
+    columns: the most images in a row of the grid.
+  """
+  _save(worst_mistakes_figure(images, mistakes, columns), path)
+
+
+def worst_mistakes_figure(images, mistakes, columns=6):
+  """A grid of test images the model got wrong, with true and predicted labels.
+
+  Args:
+    images: uint8 [N, 28, 28], the test images that `mistakes` index.
+    mistakes: dicts from `evaluation.worst_mistakes`, worst first.
+    columns: the most images in a row of the grid.
+
+  Returns:
+    A `Figure` of a rows x columns grid of axes, the first len(mistakes) of which
+    show a mistake's image, titled with its labels, in the order of `mistakes`.
   """
   columns = min(columns, max(3, len(mistakes)))
   rows = max(1, -(-len(mistakes) // columns))
@@ -151,4 +203,4 @@ def worst_mistakes(images, mistakes, path, columns=6):
   figure.suptitle("Worst test mistakes, most confident first\n"
                   "#test index: digit + number = sum, then what the model read and summed\n"
                   "with its probabilities (✗ wrong, ✓ right)", fontsize=10)
-  _save(figure, path)
+  return figure

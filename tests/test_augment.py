@@ -72,6 +72,7 @@ def _train(config, workdir):
   return reporting.read_metrics(str(workdir))
 
 
+@pytest.mark.slow
 def test_training_with_augmentation_is_deterministic(smoke_config, tmp_path):
   plain = _train(smoke_config.copy_and_resolve_references(), tmp_path / "plain")
   smoke_config.augment.update(ON)
@@ -82,6 +83,7 @@ def test_training_with_augmentation_is_deterministic(smoke_config, tmp_path):
   assert all(np.isfinite(r["train_loss"]) for r in runs[0])
 
 
+@pytest.mark.slow
 def test_two_image_task_augments_both_images(smoke_config, tmp_path):
   smoke_config.task = "two_images"
   smoke_config.supervision = "sum_only"

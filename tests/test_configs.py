@@ -24,6 +24,7 @@ def test_every_config_is_valid(name):
   train.check_config(importlib.import_module(f"configs.{name}").get_config())
 
 
+@pytest.mark.slow
 def test_best_config_trains_a_few_steps_on_mock_data(tmp_path):
   workdir = tmp_path / "workdir"
   # Its network, augmentation, averages and schedule, over 2 epochs of 4 steps.

@@ -90,6 +90,7 @@ def test_an_upload_that_is_not_an_image_is_one_error_line(page_demo, tmp_path):
   assert answer.sum_probabilities is None and answer.network_inputs == (None,)
 
 
+@pytest.mark.slow
 def test_predict_pairs_reads_both_digits(two_image_workdir):
   predictor = inference.Predictor(two_image_workdir)
   first = [preprocess.mnist_style(np.asarray(draw_digit(offset=(k, 0)), np.float32))
@@ -113,6 +114,7 @@ def test_predict_pairs_reads_both_digits(two_image_workdir):
     inference.predict_files(two_image_workdir, ["any.png"], 3)
 
 
+@pytest.mark.slow
 def test_a_two_image_run_gets_two_pads_and_their_sum(two_image_workdir):
   page_demo = demo.Demo(inference.Predictor(two_image_workdir))
   assert page_demo.slots == 2
@@ -125,6 +127,7 @@ def test_a_two_image_run_gets_two_pads_and_their_sum(two_image_workdir):
   assert len(answer.digit_probabilities) == 2 and len(answer.network_inputs) == 2
 
 
+@pytest.mark.slow
 def test_the_page_is_built_for_both_kinds_of_run(page_demo, two_image_workdir):
   gr = pytest.importorskip("gradio", reason="the [demo] extra is not installed")
   one = demo.build_page(gr, page_demo)
@@ -162,6 +165,7 @@ def test_a_multi_digit_run_is_refused(trained_workdir, tmp_path, capsys):
                         "'image_plus_number' and 'two_images' runs")
 
 
+@pytest.mark.slow
 def test_the_server_starts_on_the_loopback_address_and_stops_cleanly(trained_workdir,
                                                                       tmp_path):
   pytest.importorskip("gradio", reason="the [demo] extra is not installed")
@@ -181,6 +185,7 @@ def test_the_page_address_is_one_a_browser_opens(host, port, expected):
   assert demo.page_address(host, port).startswith(expected)
 
 
+@pytest.mark.slow
 def test_a_port_out_of_range_is_one_error_line(tmp_path):
   result = subprocess.run([sys.executable, "-m", "adder_jax.demo", "--workdir", str(tmp_path),
                            "--port", "65536"], capture_output=True, text=True, timeout=120)

@@ -118,11 +118,13 @@ def use_the_page(workdir, screenshot, scratch_dir):
   return digit, total
 
 
+@pytest.mark.slow
 def test_a_drawn_digit_gets_an_answer(trained_workdir, tmp_path):
   use_the_page(trained_workdir, str(tmp_path / "demo.png"), str(tmp_path))
   assert (tmp_path / "demo.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_a_two_image_run_adds_the_digits_of_its_two_pads(two_image_workdir, tmp_path):
   outside = []
   with page_of(two_image_workdir, str(tmp_path), outside, pads=2) as (server, page):

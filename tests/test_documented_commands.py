@@ -70,6 +70,7 @@ def test_the_pages_document_the_main_commands():
 
 
 @pytest.mark.parametrize("module", sorted(m for m in COMMANDS if m != "pytest"))
+@pytest.mark.slow
 def test_documented_commands_parse(module):
   commands = [(module, argv) for _, argv in COMMANDS[module]]
   result = subprocess.run([sys.executable, "-c", _PARSE, json.dumps(commands)],

@@ -37,6 +37,7 @@ def _steps(count, ema_decay):
   return states
 
 
+@pytest.mark.slow
 def test_after_k_steps_the_average_is_the_closed_form():
   k = 5
   states = _steps(k, DECAY)
@@ -52,6 +53,7 @@ def test_after_k_steps_the_average_is_the_closed_form():
   assert params is states[-1].ema["params"] and batch_stats is states[-1].ema["batch_stats"]
 
 
+@pytest.mark.slow
 def test_without_a_decay_there_is_no_average_and_the_same_training():
   with_ema, without = _steps(3, DECAY), _steps(3, 0.0)
   assert without[-1].ema == {}
@@ -61,6 +63,7 @@ def test_without_a_decay_there_is_no_average_and_the_same_training():
     np.testing.assert_array_equal(a, b)  # The averages never feed back into training.
 
 
+@pytest.mark.slow
 def test_the_average_survives_a_checkpoint_round_trip(tmp_path):
   config, model, tx, batch = _tiny_setup()
   state = _steps(2, DECAY)[-1]
@@ -85,6 +88,7 @@ def _ema_config(tmp_path):
   return config
 
 
+@pytest.mark.slow
 def test_evaluation_and_predict_use_the_average(tmp_path):
   workdir = str(tmp_path / "workdir")
   with mock_mnist(MOCK_EXAMPLES):
@@ -98,6 +102,7 @@ def test_evaluation_and_predict_use_the_average(tmp_path):
                                                        jax.tree.leaves(variables["params"])))
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch_ends_like_an_unbroken_run(tmp_path, monkeypatch):
   config = _ema_config(tmp_path)
   with mock_mnist(MOCK_EXAMPLES):

@@ -30,9 +30,13 @@ def _conv(x, kernel, padding, conv=jax.lax.conv_general_dilated, strides=(1, 1))
 
 
 # The kernel gradient loops over tiles of images: for these shapes one tile of all the
-# images, tiles of 4 small images, and one large image at a time; and a 5x3 kernel.
-@pytest.mark.parametrize("shape, window", [((4, 9, 7, 3), (3, 3)), ((16, 9, 7, 3), (3, 3)),
-                                           ((4, 23, 22, 2), (3, 3)), ((4, 9, 8, 3), (5, 3))])
+# images, tiles of 4 small images, and one large image at a time; and a 5x3 kernel. Each
+# shape compiles anew, so only the first is in the fast tier and the others are slow.
+@pytest.mark.parametrize("shape, window", [
+    ((4, 9, 7, 3), (3, 3)),
+    pytest.param((16, 9, 7, 3), (3, 3), marks=pytest.mark.slow),
+    pytest.param((4, 23, 22, 2), (3, 3), marks=pytest.mark.slow),
+    pytest.param((4, 9, 8, 3), (5, 3), marks=pytest.mark.slow)])
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 # Each device loops over its block of the batch; 3 devices do not divide the batch of
 # 4, which is then one loop over all its images.
@@ -195,6 +199,7 @@ def largest_difference(config_name):
 
 
 @pytest.mark.parametrize("config_name", CONFIGS)
+@pytest.mark.slow
 def test_cpu_kernels_give_autodiff_loss_and_gradients(config_name):
   loss_error, grad_error = largest_difference(config_name)
   assert loss_error < 1e-6
@@ -210,6 +215,7 @@ print(json.dumps({"devices": jax.device_count(),
 """
 
 
+@pytest.mark.slow
 def test_cpu_kernels_give_autodiff_loss_and_gradients_on_eight_devices():
   result = run_on_cpu_devices(_ON_EIGHT_DEVICES)
   assert result["devices"] == 8

@@ -63,6 +63,7 @@ def test_one_digit_likelihood_equals_the_exact_head():
   np.testing.assert_allclose(np.asarray(got), np.asarray(head), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_near_one_hot_inputs_give_finite_loss_and_gradients():
   # Digits 3,7,9 and 8,5,2 certain (log-probabilities 0 and -1e4): 379 + 852 = 1231.
   def one_hot_log_probs(digits):

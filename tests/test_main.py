@@ -25,6 +25,7 @@ def _main(*args, devices=1):
     ("--config.optimizer.learnin_rate=0.1",
      "config has no field 'optimizer.learnin_rate'; did you mean 'optimizer.learning_rate'?"),
 ])
+@pytest.mark.slow
 def test_misspelt_config_field_names_the_closest_fields(tmp_path, override, message):
   result = _main(f"--workdir={tmp_path / 'run'}", override)
   assert result.returncode == 2
@@ -32,6 +33,7 @@ def test_misspelt_config_field_names_the_closest_fields(tmp_path, override, mess
   assert not os.path.exists(tmp_path / "run")  # Before any work.
 
 
+@pytest.mark.slow
 def test_benchmark_names_the_closest_config_field():
   result = subprocess.run(
       [sys.executable, "-m", "benchmarks.benchmark", "--config", "configs/smoke.py",
@@ -40,6 +42,7 @@ def test_benchmark_names_the_closest_config_field():
   assert result.stderr == "error: config has no field 'batch_sise'; did you mean 'batch_size'?\n"
 
 
+@pytest.mark.slow
 def test_a_config_file_that_does_not_load_is_a_one_line_error(tmp_path):
   broken = tmp_path / "broken.py"
   broken.write_text("def get_config():\n  return undefined_name\n")
@@ -50,6 +53,7 @@ def test_a_config_file_that_does_not_load_is_a_one_line_error(tmp_path):
     assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
+@pytest.mark.slow
 def test_batch_size_not_divisible_by_devices_is_a_one_line_error(tmp_path):
   result = _main(f"--workdir={tmp_path}", "--config.batch_size=36", devices=8)
   assert result.returncode == 2
@@ -57,6 +61,8 @@ def test_batch_size_not_divisible_by_devices_is_a_one_line_error(tmp_path):
       "error: config.batch_size=36 does not divide by the 8 devices; choose a multiple of 8.")
 
 
+# Not slow although it starts a process: the fast tier's one run of adder_jax.main, whose
+# flags are absl's global ones and clash with benchmarks.benchmark's in one process.
 def test_missing_data_without_network_names_the_manual_dir_option(tmp_path):
   empty = tmp_path / "empty"
   empty.mkdir()
@@ -68,6 +74,7 @@ def test_missing_data_without_network_names_the_manual_dir_option(tmp_path):
   assert "manual_dir" in errors[0] and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_library_advice_is_kept_off_the_terminal_unless_asked_for():
   """tfds's 'OpenCV is not installed' warning, logged while MNIST is read, is chatter;
   adder_jax's own warnings and every library's errors stay; --verbosity=0 shows all."""
@@ -114,6 +121,7 @@ def test_library_advice_is_kept_off_the_terminal_unless_asked_for():
     (["--nonsense=1"], "error: Unknown command line flag 'nonsense'"),
     (["--workdir"], "error: Missing value for flag --workdir"),
 ])
+@pytest.mark.slow
 def test_bad_flags_are_a_one_line_error(module, args, message):
   if module == "benchmarks.benchmark" and args[0].startswith("--workdir"):
     args = ["--config=configs/smoke.py", "--output"] + args[1:]
@@ -124,6 +132,7 @@ def test_bad_flags_are_a_one_line_error(module, args, message):
   assert result.stderr.splitlines() == [message], result.stderr
 
 
+@pytest.mark.slow
 def test_a_positional_argument_is_a_one_line_error(tmp_path):
   result = _main(f"--workdir={tmp_path / 'run'}", "stray")
   assert result.returncode == 2

@@ -33,6 +33,7 @@ def test_reference_network_has_the_classic_parameter_count():
   assert _count(variables["params"]) == 220_125
 
 
+@pytest.mark.slow
 def test_lenet_network_has_the_literature_parameter_count_and_number_pair_shapes():
   model = models.create_model(multi_digit_lenet.get_config().model, models.NumberPairNet)
   images = jnp.zeros((3, 2, 4, 28, 28), jnp.uint8)
@@ -115,6 +116,7 @@ def test_layers_run_in_the_order_of_the_spec():
   assert not np.allclose(first, last, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_max_pooling_inside_a_block_without_batch_norm_is_conv_bias_relu_pool():
   """Without BatchNorm, '16M' (conv, max pool, bias, ReLU) is the usual conv, bias, ReLU,
   max pool: max pooling commutes with adding a per-channel bias and with ReLU."""
@@ -172,6 +174,7 @@ def test_exact_head_with_a_number_shifts_the_digit_distribution():
 
 
 @pytest.mark.parametrize("two_images", [False, True])
+@pytest.mark.slow
 def test_exact_head_has_no_parameters_and_finite_gradients(two_images):
   model = _model("exact", two_images)
   # Confident logits: near one-hot digit distributions must not give NaN or inf.

@@ -95,6 +95,7 @@ def test_bad_settings_are_refused(change, words):
     config_checks.validate(config)
 
 
+@pytest.mark.slow
 def test_training_never_reads_the_digit_labels():
   config = multi_digit.get_config()
   config.data.num_digits = 3
@@ -137,6 +138,7 @@ def _train(config, workdir):
   return reporting.read_metrics(str(workdir))
 
 
+@pytest.mark.slow
 def test_command_line_trains_the_multi_digit_config_on_mock_data(tmp_path):
   workdir = tmp_path / "workdir"
   result = subprocess.run(
@@ -165,6 +167,7 @@ def unbroken_run(tmp_path_factory):
   return config, _train(config, workdir)
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_exactly(unbroken_run, tmp_path, monkeypatch):
   config, records = unbroken_run
   # Stopped in the middle of epoch 2 (after its first chunk), at step 5.
@@ -180,6 +183,7 @@ def test_an_interrupted_run_resumes_exactly(unbroken_run, tmp_path, monkeypatch)
   assert after(resumed[1]) == after(unbroken[1])
 
 
+@pytest.mark.slow
 def test_eight_devices_give_the_same_metrics_as_one(unbroken_run, tmp_path):
   config, records = unbroken_run
   result = run_on_cpu_devices(TRAIN_ON_DEVICES.format(

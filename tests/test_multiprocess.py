@@ -141,6 +141,7 @@ def two_process_run(tmp_path_factory, data_dir):
   return workdir, _train(workdir, num_processes=2, devices_per_process=2, data_dir=data_dir)
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_of_four_devices(two_process_run, data_dir, tmp_path):
   workdir, records = two_process_run
   expected = _train(tmp_path / "one_process", num_processes=1, devices_per_process=4,
@@ -153,6 +154,7 @@ def test_two_processes_match_one_process_of_four_devices(two_process_run, data_d
   assert sorted(os.listdir(workdir / "checkpoints")) == ["16", "8"]
 
 
+@pytest.mark.slow
 def test_two_processes_resume(two_process_run, data_dir, tmp_path):
   # A run stopped after epoch 1's checkpoint: epoch 2's checkpoint is lost, its
   # metrics record is not (the resumed run must drop and redo it).
@@ -166,6 +168,7 @@ def test_two_processes_resume(two_process_run, data_dir, tmp_path):
   assert len(glob.glob(str(workdir / "events.out.tfevents.*"))) == 2  # One per launch.
 
 
+@pytest.mark.slow
 def test_processes_with_different_data_stop_with_a_user_error(data_dir, tmp_path):
   returncodes, outputs = _launch(tmp_path / "different_data", num_processes=2,
                                  devices_per_process=2, data_dir=data_dir,
@@ -184,6 +187,7 @@ def test_process_id_out_of_range_is_a_user_error():
     distributed.initialize(num_processes=2, process_id=2)
 
 
+@pytest.mark.slow
 def test_distributed_outside_a_cluster_is_a_user_error(tmp_path):
   cluster_variables = ("SLURM_", "OMPI_", "KUBERNETES_", "JAX_COORDINATOR", "TPU_")
   env = {k: v for k, v in os.environ.items() if not k.startswith(cluster_variables)}

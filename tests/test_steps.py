@@ -100,6 +100,7 @@ def test_supervision_zeroes_the_weight_of_the_unsupervised_target(supervision, d
 
 
 @pytest.mark.parametrize("supervision, unused", [("sum_only", "label"), ("digit_only", "sum")])
+@pytest.mark.slow
 def test_training_never_reads_the_unsupervised_target(supervision, unused):
   config, model, tx, batch = _tiny_setup()
   loss_config = objectives.supervised_loss_config(config.loss, supervision)

@@ -47,6 +47,7 @@ def test_training_numbers_are_fresh_and_test_numbers_fixed():
   assert [int(testing[i][3]) for i in range(8)] == (split.labels + fixed).tolist()
 
 
+@pytest.mark.slow
 def test_peer_learns_and_reports_every_epoch():
   records = []
   history = torch_reference.train_and_evaluate(
@@ -61,6 +62,7 @@ def test_peer_learns_and_reports_every_epoch():
   assert losses == sorted(losses, reverse=True) and losses[-1] < 0.75 * losses[0]
 
 
+@pytest.mark.slow
 def test_peer_is_deterministic_for_a_seed():
   runs = [torch_reference.train_and_evaluate(
       synthetic_split(128, seed=1), synthetic_split(50, seed=2), epochs=1, batch_size=32,
@@ -69,6 +71,7 @@ def test_peer_is_deterministic_for_a_seed():
       (e["test_digit_accuracy"], e["test_sum_accuracy"]) for e in runs[1]]
 
 
+@pytest.mark.slow
 def test_benchmark_runs_the_peer_as_often_tested_as_adder_jax(tmp_path):
   data = {"train": synthetic_split(2048, seed=1), "test": synthetic_split(100, seed=2)}
   # 4 of the 8 steps of 256 an epoch, 2 evaluations an epoch.

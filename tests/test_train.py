@@ -36,6 +36,7 @@ def reference_run(tmp_path_factory):
   return config, workdir
 
 
+@pytest.mark.slow
 def test_outputs_of_a_run(reference_run):
   config, workdir = reference_run
   records = reporting.read_metrics(str(workdir))
@@ -53,6 +54,7 @@ def test_outputs_of_a_run(reference_run):
     assert json.load(f)["batch_size"] == config.batch_size
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics(reference_run, tmp_path):
   config, workdir = reference_run
   _train(config, tmp_path)
@@ -60,6 +62,7 @@ def test_same_seed_gives_identical_metrics(reference_run, tmp_path):
       reporting.read_metrics(str(workdir)))
 
 
+@pytest.mark.slow
 def test_other_seed_gives_other_metrics(reference_run, tmp_path):
   config, workdir = reference_run
   config = config.copy_and_resolve_references()
@@ -69,6 +72,7 @@ def test_other_seed_gives_other_metrics(reference_run, tmp_path):
           reporting.read_metrics(str(workdir))[-1]["train_loss"])
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_gives_the_same_final_metrics(reference_run, tmp_path):
   config, workdir = reference_run
   _train(config, tmp_path)
@@ -84,6 +88,7 @@ def test_resume_after_a_crash_gives_the_same_final_metrics(reference_run, tmp_pa
       reporting.read_metrics(str(workdir)))
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_run_changes_nothing(reference_run):
   config, workdir = reference_run
   before = reporting.read_metrics(str(workdir))
@@ -92,6 +97,7 @@ def test_rerun_of_a_finished_run_changes_nothing(reference_run):
   assert record == before[-1]
 
 
+@pytest.mark.slow
 def test_generic_gradients_give_the_metrics_of_the_cpu_kernels(reference_run, tmp_path):
   config, workdir = reference_run
   config = config.copy_and_resolve_references()
@@ -107,6 +113,7 @@ def test_generic_gradients_give_the_metrics_of_the_cpu_kernels(reference_run, tm
     assert abs(generic[key] - fast[key]) <= 100.0 / NUM_EXAMPLES + 1e-9, key
 
 
+@pytest.mark.slow
 def test_eight_devices_give_the_same_metrics_as_one(reference_run, tmp_path):
   config, workdir = reference_run
   result = run_on_cpu_devices(TRAIN_ON_DEVICES.format(config=config.to_json(), n=NUM_EXAMPLES,

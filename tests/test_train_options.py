@@ -8,6 +8,9 @@ from adder_jax import reporting
 from adder_jax import train
 from conftest import mock_mnist
 
+# The whole training loop, once per option: slow (`python -m pytest -m slow`).
+pytestmark = pytest.mark.slow
+
 NUM_EXAMPLES = 120
 TIMING_KEYS = ("epoch_seconds", "eval_seconds", "images_per_second", "compile_seconds")
 HOLDOUT_KEYS = ("test_sum_accuracy_heldout", "test_sum_accuracy_seen",

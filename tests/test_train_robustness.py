@@ -50,6 +50,7 @@ def run_main(args, **kwargs):
                         capture_output=True, text=True, timeout=120, **kwargs)
 
 
+@pytest.mark.slow
 def test_command_line_reports_a_bad_config_in_one_line(tmp_path):
   result = run_main(["--config", "configs/smoke.py", "--workdir", str(tmp_path / "w"),
                      "--config.optimizer.learning_rate=-0.1"])
@@ -83,6 +84,7 @@ def test_resuming_with_another_model_config(trained_workdir, tmp_path):
     pass
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_rerunning_resumes(trained_workdir, tmp_path,
                                                           monkeypatch):
   """Ctrl-C in the middle of epoch 2, then a rerun ends where an unbroken run did."""
@@ -110,6 +112,7 @@ def test_ctrl_c_saves_a_checkpoint_and_rerunning_resumes(trained_workdir, tmp_pa
     assert resumed[-1][key] == pytest.approx(unbroken[-1][key], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_ctrl_c_from_the_terminal(tmp_path):
   workdir = tmp_path / "workdir"
   process = subprocess.Popen(

@@ -43,6 +43,7 @@ def read_lock(workdir):
     return f.read()
 
 
+@pytest.mark.slow
 def test_a_busy_workdir_is_refused_and_a_dead_runs_lock_taken_over(tmp_path):
   workdir = tmp_path / "workdir"
   first = mock_main(tmp_path, "--config.num_epochs=1000", background=True)
@@ -124,6 +125,7 @@ def lines_of_adder_jax(stderr):
 
 
 @pytest.mark.parametrize("how", DAMAGES)
+@pytest.mark.slow
 def test_evaluate_skips_a_damaged_checkpoint(trained_workdir, tmp_path, how):
   workdir = copy_of(trained_workdir, tmp_path)  # Checkpoints at steps 6 and 12.
   damage(workdir, 12, how)
@@ -137,6 +139,7 @@ def test_evaluate_skips_a_damaged_checkpoint(trained_workdir, tmp_path, how):
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["12", "6"]  # Left there.
 
 
+@pytest.mark.slow
 def test_every_checkpoint_damaged_is_a_one_line_error(trained_workdir, tmp_path):
   workdir = copy_of(trained_workdir, tmp_path)
   damage(workdir, 6, "data_truncated")
@@ -150,6 +153,7 @@ def test_every_checkpoint_damaged_is_a_one_line_error(trained_workdir, tmp_path)
                       "12, 6 are damaged); move them away to train from scratch.")
 
 
+@pytest.mark.slow
 def test_resume_skips_a_damaged_checkpoint_and_ends_like_an_unbroken_run(trained_workdir,
                                                                          tmp_path):
   workdir = copy_of(trained_workdir, tmp_path)
@@ -165,6 +169,7 @@ def test_resume_skips_a_damaged_checkpoint_and_ends_like_an_unbroken_run(trained
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["12", "6"]
 
 
+@pytest.mark.slow
 def test_runs_killed_at_any_moment_end_like_an_unbroken_run(tmp_path):
   """SIGKILL after a chunk, while a checkpoint is written and while metrics are written;
   each time the same command is rerun. 3 epochs of 2 chunks, a checkpoint per epoch."""
