@@ -100,6 +100,13 @@ class Checkpointer:
     # other arrays running, and they print tracebacks when the process exits.
     saved = {name: self._item_metadata(step, name) for name in targets}
     mismatch = _first_mismatch(_shapes(targets), _shapes(saved))
+    if mismatch and mismatch.startswith("training/") and "model" in targets:
+      # The items are compared in order: the model's arrays fit.
+      raise UserError(f"the checkpoint at step {step} in {self.directory} holds a model that "
+                      f"fits but training state that does not ({mismatch}): it was saved by "
+                      "another optimizer config or an older adder_jax. Evaluate and predict "
+                      "read it; to train on, use the config it was trained with or a new "
+                      "workdir.")
     if mismatch:
       raise UserError(f"the checkpoint at step {step} in {self.directory} does not fit this "
                       f"model config ({mismatch}); use the config it was trained with or a "

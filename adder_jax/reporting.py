@@ -37,7 +37,8 @@ class MetricWriter:
     self.path = os.path.join(workdir, METRICS_FILE)
     self._records = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
     self._rewrite(self._records)
-    self._tensorboard = tensorboardX.SummaryWriter(logdir=workdir)
+    self._workdir = workdir
+    self._tensorboard = None  # Opened by the first record: no events file without scalars.
 
   def _rewrite(self, records):
     tmp = self.path + ".tmp"
@@ -53,13 +54,16 @@ class MetricWriter:
     # line per epoch.
     self._records.append(record)
     self._rewrite(self._records)
+    if self._tensorboard is None:
+      self._tensorboard = tensorboardX.SummaryWriter(logdir=self._workdir)
     for name, value in record.items():
       if name not in ("epoch", "step") and isinstance(value, (int, float)):
         self._tensorboard.add_scalar(name, value, record["step"])
     self._tensorboard.flush()
 
   def close(self):
-    self._tensorboard.close()
+    if self._tensorboard is not None:
+      self._tensorboard.close()
 
 
 class NullMetricWriter:
@@ -77,6 +81,41 @@ def progress_bar(epoch, num_epochs, steps, enabled=True):
                    dynamic_ncols=True, leave=True, disable=not enabled)
 
 
+def print_start(workdir, step, steps_per_epoch, num_epochs, reports):
+  """Says what a rerun of `workdir`, whose latest checkpoint is at `step`, goes on to do;
+  `reports`: whether the run's task has an evaluation report (evaluation_report.py)."""
+  total = steps_per_epoch * num_epochs
+  if step >= total:
+    done = f"already trained {step // steps_per_epoch}/{num_epochs} epochs"
+    tqdm.tqdm.write(f"{done}: re-evaluating the last checkpoint (step {step}) and rewriting "
+                    f"the reports in {workdir}" if reports else f"{done} in {workdir}")
+  elif step:
+    tqdm.tqdm.write(f"resuming at step {step} of {total} (epoch {step // steps_per_epoch + 1} "
+                    f"of {num_epochs}) in {workdir}")
+
+
+def print_files_written(workdir, step, trained, report):
+  """Names what a training run wrote in `workdir`: the checkpoint at `step`, and if it
+  `trained`, metrics and TensorBoard events; the evaluation `report` (or None)."""
+  lines = [f"wrote in {workdir}:"]
+  if trained:
+    lines.append(f"  checkpoints/{step}/  the trained model (evaluate, predict and the demo "
+                 "read it)")
+    lines.append(f"  {METRICS_FILE}, events.out.tfevents.*  the metrics of every epoch")
+  if report is not None:
+    lines.append(f"  {os.path.basename(report['evaluation_file'])}  the test evaluation of "
+                 f"step {report['step']}")
+    lines.append("  " + ", ".join(os.path.basename(p) for p in report["plots"].values()))
+  if len(lines) > 1:
+    tqdm.tqdm.write("\n".join(lines))
+
+
+def progress_text(mean_loss, images_per_second):
+  """The progress bar's text: the loss averaged over the epoch's steps so far, as the
+  epoch's summary line gives it for the whole epoch."""
+  return f"train loss {mean_loss:.4f} (epoch mean), {images_per_second:.0f} images/s"
+
+
 # The accuracies the epoch summary shows, where the record has them.
 SUMMARY_ACCURACIES = (("validation_digit_accuracy", "validation digit"),
                       ("validation_sum_accuracy", "sum"),
@@ -90,5 +129,5 @@ def print_summary(record):
   accuracies = "".join(f"{label} {record[key]:.2f}%, " for key, label in SUMMARY_ACCURACIES
                        if key in record)
   tqdm.tqdm.write(
-      f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, {accuracies}"
+      f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} (epoch mean), {accuracies}"
       f"{record['epoch_seconds']:.1f} s ({record['images_per_second']:.0f} images/s)")

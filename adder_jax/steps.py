@@ -32,6 +32,10 @@ class TrainState(flax.struct.PyTreeNode):
   # The exponential moving averages of params and batch_stats, {'params': ...,
   # 'batch_stats': ...}, when the run keeps them (config.ema_decay > 0); {} otherwise.
   ema: Any
+  # The sums of the objective's metrics over the epoch's steps so far (EPOCH_TOTALS),
+  # checkpointed with the rest, so that an epoch resumed in its middle reports the
+  # same training metrics as an unbroken one.
+  epoch_totals: Any
   apply_fn: Callable = flax.struct.field(pytree_node=False)  # The model's `apply`.
   tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
 
@@ -44,11 +48,21 @@ class TrainState(flax.struct.PyTreeNode):
     evaluation and prediction restore alone; and 'training', the rest of what resuming
     needs. The step is the checkpoint's label."""
     return {"model": self.model_variables(),
-            "training": {"opt_state": self.opt_state, "rng": self.rng}}
+            "training": {"opt_state": self.opt_state, "rng": self.rng,
+                         "epoch_totals": self.epoch_totals}}
 
   def replace_items(self, step, items):
     """This state with the `step` and the `checkpoint_items` `items`."""
     return self.replace(step=step, **items["model"], **items["training"])
+
+
+# The metrics every objective returns (objectives.py), and the dtype of their sums.
+EPOCH_TOTALS = {"loss": jnp.float32, "digit_correct": jnp.int32, "digits": jnp.int32,
+                "sum_correct": jnp.int32, "sums": jnp.int32}
+
+
+def zero_totals():
+  return {name: jnp.zeros((), dtype) for name, dtype in EPOCH_TOTALS.items()}
 
 
 def init_state(model, tx, rng, inputs, ema=False):
@@ -67,6 +81,7 @@ def init_state(model, tx, rng, inputs, ema=False):
       opt_state=tx.init(variables["params"]),
       rng=jax.random.key_data(train_rng),
       ema=dict(variables) if ema else {},
+      epoch_totals=zero_totals(),
       apply_fn=model.apply,
       tx=tx,
   )
@@ -163,7 +178,8 @@ def train_chunk(state, train_data, plan, chunk_start, recipe):
     recipe: static, a `Recipe`.
 
   Returns:
-    The new state and the chunk's summed metrics ('loss' is a sum of per-step means).
+    The new state, whose `epoch_totals` include the chunk's (and start afresh at
+    chunk_start 0), and the chunk's summed metrics ('loss' is a sum of per-step means).
   """
   chunk = jax.lax.dynamic_slice_in_dim(plan["batch_indices"], chunk_start, recipe.chunk_steps)
 
@@ -178,4 +194,7 @@ def train_chunk(state, train_data, plan, chunk_start, recipe):
     return train_step(state, batch, recipe)
 
   state, metrics = jax.lax.scan(body, state, chunk)
-  return state, jax.tree.map(jnp.sum, metrics)
+  sums = {name: jnp.sum(metrics[name]).astype(dtype) for name, dtype in EPOCH_TOTALS.items()}
+  previous = jax.tree.map(lambda total: jnp.where(chunk_start == 0, 0, total),
+                          state.epoch_totals)
+  return state.replace(epoch_totals=jax.tree.map(jnp.add, previous, sums)), sums

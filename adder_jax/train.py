@@ -217,17 +217,22 @@ def _train_and_evaluate(config, workdir, mesh):
     if chief:
       _write_config(config, workdir)
   step = int(jax.device_get(state.step))
-  if step:
-    logging.info("resuming from the checkpoint at step %d", step)
-  writer = (reporting.MetricWriter(workdir, resume_step=step) if chief
+  finished = step >= trainer.total_steps
+  # The report that `python -m adder_jax.evaluate` writes, for the tasks it reads.
+  reports = "evaluate" in trainer.task.uses
+  if chief:
+    reporting.print_start(workdir, step, trainer.steps_per_epoch, config.num_epochs, reports)
+  # A finished run only re-evaluates: its metrics and TensorBoard events stay as they are.
+  writer = (reporting.MetricWriter(workdir, resume_step=step) if chief and not finished
             else reporting.NullMetricWriter())
   record = (reporting.read_metrics(workdir) or [None])[-1]
   interrupt = interrupts.InterruptFlag().install()
   predictions = None
   try:
     start_epoch, start_in_epoch = divmod(step, trainer.steps_per_epoch)
-    compile_seconds = trainer.compile(start_in_epoch)
-    logging.info("compiled in %.1f s", compile_seconds)
+    if not finished:
+      compile_seconds = trainer.compile(start_in_epoch)
+      logging.info("compiled in %.1f s", compile_seconds)
     for epoch in range(start_epoch, config.num_epochs):
       state, record, predictions = _train_epoch(trainer, state, epoch, start_in_epoch,
                                                 checkpointer, interrupt, chief)
@@ -241,12 +246,15 @@ def _train_and_evaluate(config, workdir, mesh):
     interrupt.uninstall()
     writer.close()
     checkpointer.close()
-  if predictions is None:  # Nothing left to train: a rerun of a finished run.
+  if predictions is None and reports:  # Nothing left to train: a rerun of a finished run.
     predictions = trainer.predictions(state)  # Every process takes part in this.
-  # The report that `python -m adder_jax.evaluate` writes, for the tasks it reads.
-  if chief and "evaluate" in trainer.task.uses:
-    evaluation_report.write(workdir, int(jax.device_get(state.step)), trainer.task,
-                            trainer.test_split, predictions)
+  report = None
+  if chief and reports:
+    report = evaluation_report.write(workdir, int(jax.device_get(state.step)), trainer.task,
+                                     trainer.test_split, predictions)
+  if chief:
+    reporting.print_files_written(workdir, int(jax.device_get(state.step)), not finished,
+                                  report)
   return record
 
 
@@ -258,7 +266,6 @@ def _train_epoch(trainer, state, epoch, start, checkpointer, interrupt, show_pro
   """
   config = trainer.config
   plan = trainer.epoch_plan(epoch)
-  totals = None
   images = 0
   bar = reporting.progress_bar(epoch + 1, config.num_epochs, trainer.steps_per_epoch,
                                enabled=show_progress)
@@ -270,7 +277,7 @@ def _train_epoch(trainer, state, epoch, start, checkpointer, interrupt, show_pro
       if interrupt.requested:
         _save_and_stop(state, checkpointer)
       state, metrics = trainer.run_chunk(state, plan, chunk_start, num_steps)
-      metrics = jax.device_get(metrics)
+      metrics, totals = jax.device_get((metrics, state.epoch_totals))
       if not np.isfinite(metrics["loss"]):
         kept = checkpointer.latest_step()
         raise UserError(
@@ -279,23 +286,22 @@ def _train_epoch(trainer, state, epoch, start, checkpointer, interrupt, show_pro
             f"{epoch * trainer.steps_per_epoch + chunk_start + num_steps}; "
             + (f"the last good checkpoint (step {kept}) is kept. " if kept is not None
                else "no checkpoint had been saved yet. ") + "Lower the learning rate.")
-      totals = metrics if totals is None else jax.tree.map(np.add, totals, metrics)
       chunk_start += num_steps
       images += int(metrics["digits"])
-      elapsed = time.perf_counter() - t0
-      bar.set_postfix(loss=f"{metrics['loss'] / num_steps:.4f}", img_per_s=f"{images / elapsed:.0f}")
+      bar.set_postfix_str(reporting.progress_text(
+          float(totals["loss"]) / chunk_start, images / (time.perf_counter() - t0)))
       bar.update(num_steps)
   train_seconds = time.perf_counter() - t0
   t1 = time.perf_counter()
   predictions = trainer.predictions(state)
   evaluated = {**trainer.test_metrics(predictions), **trainer.validation_metrics(state)}
   eval_seconds = time.perf_counter() - t1
-  trained_steps = trainer.steps_per_epoch - start
+  totals = jax.device_get(state.epoch_totals)  # The whole epoch's, resumed or not.
   record = {
       "epoch": epoch + 1,
       "step": int(jax.device_get(state.step)),
       "learning_rate": float(trainer.schedule(jax.device_get(state.step))),
-      "train_loss": float(totals["loss"]) / trained_steps,
+      "train_loss": float(totals["loss"]) / trainer.steps_per_epoch,
       "train_digit_accuracy": 100.0 * float(totals["digit_correct"]) / float(totals["digits"]),
       "train_sum_accuracy": 100.0 * float(totals["sum_correct"]) / float(totals["sums"]),
       **evaluated,

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,11 +31,12 @@ def mock_mnist(num_examples):
   """`tfds.testing.mock_data` for MNIST: random images and labels, no files, no network.
 
   tfds 4.9.10's mock binds `__getitems__` without its `self` argument, so batch reads
-  fail; the patch below supplies the same fake examples without it.
+  fail; the patch below supplies the same fake examples without it. The mock needs no
+  preparation, so the dataset counts as prepared: `mnist.prepare` does nothing.
   """
-  # The mock replaces tfds's download; the connection check before it must not run either.
   with mock.patch.object(mocking, "_getitems", _getitems), tfds.testing.mock_data(
-      num_examples=num_examples), mock.patch.object(mnist, "_check_reachable"):
+      num_examples=num_examples), mock.patch.object(tfds.core.DatasetBuilder, "is_prepared",
+                                                    lambda self: True):
     yield
 
 
@@ -103,6 +105,51 @@ def two_image_workdir(tmp_path_factory):
   with mock_mnist(MOCK_EXAMPLES):
     train.train_and_evaluate(config, str(root / "workdir"))
   return str(root / "workdir")
+
+
+# What adder_jax itself writes to stderr while it trains: its progress bars (and the
+# blank lines tqdm leaves when it clears one).
+PROGRESS_BAR = re.compile(r"^(epoch \d+/\d+: |examples written: |\s*$)")
+
+
+def assert_only_progress_bars(stderr):
+  """Asserts that `stderr`, each line and each redraw of a line, is adder_jax's own
+  progress bars and nothing else (no library's messages or bars)."""
+  others = [line for line in re.split(r"[\r\n]", stderr) if not PROGRESS_BAR.match(line)]
+  assert others == [], stderr
+
+
+def environment(name):
+  """The value of the environment variable `name`, which the real-data slow tests need."""
+  value = os.environ.get(name)
+  if not value:
+    pytest.fail(f"set {name} to run the slow tests on real MNIST (see "
+                "tests/test_real_world_images.py)")
+  return value
+
+
+@pytest.fixture(scope="session")
+def real_first_run(tmp_path_factory):
+  """A first run of `python -m adder_jax.main --config configs/smoke.py` on real MNIST:
+  prepared from the IDX files in ADDER_JAX_MNIST_DIR into a new data_dir, then one short
+  epoch (about 2 minutes on 2 cores). Returns (workdir, the finished CompletedProcess)."""
+  mnist_dir = environment("ADDER_JAX_MNIST_DIR")
+  root = tmp_path_factory.mktemp("real_first_run")
+  run = subprocess.run(
+      [sys.executable, "-m", "adder_jax.main", "--config", "configs/smoke.py",
+       f"--workdir={root / 'workdir'}", f"--config.data.data_dir={root / 'tfds'}",
+       f"--config.data.manual_dir={mnist_dir}"],
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+  assert run.returncode == 0, run.stderr
+  return root / "workdir", run
+
+
+@pytest.fixture(scope="session")
+def real_mnist_workdir(request):
+  """A workdir trained on real MNIST: ADDER_JAX_TRAINED_WORKDIR if set (say, one of the
+  default config), else that of `real_first_run`."""
+  return (os.environ.get("ADDER_JAX_TRAINED_WORKDIR")
+          or str(request.getfixturevalue("real_first_run")[0]))
 
 
 def copy_of(trained_workdir, tmp_path):

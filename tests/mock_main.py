@@ -7,7 +7,8 @@ takes exactly the flags of adder_jax.main (plus the two --mock_ flags) and runs 
 With --mock_kill_at the process kills itself with SIGKILL at the K-th EVENT:
   chunk    after a chunk of train steps (in the middle of an epoch);
   save     while a checkpoint is being written (orbax writes it in the background);
-  metrics  with metrics.jsonl's new version written beside it, before it replaces it.
+  metrics  with metrics.jsonl's new version written beside it, before it replaces it;
+or, for EVENT ctrl_c, sends itself SIGINT (as Ctrl-C does) after the K-th chunk.
 """
 
 import os
@@ -27,22 +28,26 @@ _MOCK_NUM_EXAMPLES = flags.DEFINE_integer(
     "mock_num_examples", 256, "Examples in each mock MNIST split.", lower_bound=1)
 _MOCK_KILL_AT = flags.DEFINE_string(
     "mock_kill_at", None, "EVENT:K, EVENT one of chunk, save, metrics: SIGKILL this process "
-    "at the K-th EVENT.")
+    "at the K-th EVENT; ctrl_c: SIGINT it after the K-th chunk.")
 
 
 def _die():
   os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _kill_after(function, k):
-  """`function`, changed to kill the process after its k-th call."""
+def _press_ctrl_c():
+  os.kill(os.getpid(), signal.SIGINT)
+
+
+def _kill_after(function, k, kill=_die):
+  """`function`, changed to `kill` the process after its k-th call."""
   calls = []
 
   def wrapped(*args, **kwargs):
     result = function(*args, **kwargs)
     calls.append(1)
     if len(calls) == k:
-      _die()
+      kill()
     return result
   return wrapped
 
@@ -65,8 +70,10 @@ def _fault(spec):
   """A patch that makes the process die at `spec` ('EVENT:K')."""
   event, k = spec.split(":")
   k = int(k)
-  if event == "chunk":
-    return mock.patch.object(train.Trainer, "run_chunk", _kill_after(train.Trainer.run_chunk, k))
+  if event in ("chunk", "ctrl_c"):
+    kill = _die if event == "chunk" else _press_ctrl_c
+    return mock.patch.object(train.Trainer, "run_chunk",
+                             _kill_after(train.Trainer.run_chunk, k, kill))
   if event == "save":
     return mock.patch.object(checkpointing.Checkpointer, "save",
                              _kill_after(checkpointing.Checkpointer.save, k))

@@ -113,6 +113,21 @@ def test_a_checkpoint_that_does_not_fit_is_a_one_line_error_naming_the_array(tmp
   assert checkpointer.damaged_steps == []
 
 
+def test_training_state_that_does_not_fit_says_the_model_still_reads(tmp_path):
+  save(tmp_path, [1])
+  newer = items()
+  newer["training"]["epoch_totals"] = {"loss": jnp.zeros((), jnp.float32)}
+  checkpointer = checkpointing.Checkpointer(str(tmp_path))
+  with pytest.raises(UserError) as error:
+    checkpointer.restore(targets(["model", "training"], newer))
+  checkpointer.close()
+  assert str(error.value) == (
+      f"the checkpoint at step 1 in {tmp_path}/checkpoints holds a model that fits but "
+      "training state that does not (training/epoch_totals/loss is not in the checkpoint): "
+      "it was saved by another optimizer config or an older adder_jax. Evaluate and "
+      "predict read it; to train on, use the config it was trained with or a new workdir.")
+
+
 def test_a_damaged_checkpoint_is_skipped_for_the_one_before(tmp_path, capsys):
   save(tmp_path, [1, 2])
   truncate_arrays(tmp_path, 2, "model")

@@ -10,7 +10,8 @@ import pytest
 from adder_jax import checkpointing
 from adder_jax import reporting
 from adder_jax import train
-from conftest import TRAIN_ON_DEVICES, mock_mnist, run_on_cpu_devices, small_config
+from conftest import (MOCK_EXAMPLES, TRAIN_ON_DEVICES, copy_of, mock_mnist, run_on_cpu_devices,
+                      small_config)
 
 NUM_EXAMPLES = 120
 # Timings differ from run to run; everything else must not.
@@ -95,6 +96,38 @@ def test_rerun_of_a_finished_run_changes_nothing(reference_run):
   record = _train(config, workdir)
   assert reporting.read_metrics(str(workdir)) == before
   assert record == before[-1]
+
+
+def test_a_rerun_of_a_finished_run_says_so_and_rewrites_only_the_reports(trained_workdir,
+                                                                         tmp_path, capsys):
+  workdir = copy_of(trained_workdir, tmp_path)
+  events = sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*")))
+  with open(os.path.join(workdir, reporting.METRICS_FILE)) as f:
+    metrics = f.read()
+  os.remove(os.path.join(workdir, "evaluation.json"))
+  with mock_mnist(MOCK_EXAMPLES):
+    train.train_and_evaluate(small_config(tmp_path / "tfds"), workdir)
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0] == ("already trained 2/2 epochs: re-evaluating the last checkpoint (step 12) "
+                      f"and rewriting the reports in {workdir}")
+  assert lines[1:] == [
+      f"wrote in {workdir}:", "  evaluation.json  the test evaluation of step 12",
+      "  learning_curves.png, digit_confusion_matrix.png, sum_accuracy_by_digit_and_number.png, "
+      "worst_mistakes.png"]
+  assert os.path.exists(os.path.join(workdir, "evaluation.json"))
+  assert sorted(glob.glob(os.path.join(workdir, "events.out.tfevents.*"))) == events
+  with open(os.path.join(workdir, reporting.METRICS_FILE)) as f:
+    assert f.read() == metrics
+
+
+def test_a_run_stopped_before_its_first_epoch_ends_leaves_no_events_file(tmp_path):
+  writer = reporting.MetricWriter(str(tmp_path), resume_step=0)
+  writer.close()
+  assert not glob.glob(str(tmp_path / "events.out.tfevents.*"))
+  writer = reporting.MetricWriter(str(tmp_path), resume_step=0)
+  writer.write({"epoch": 1, "step": 3, "train_loss": 1.0})
+  writer.close()
+  assert len(glob.glob(str(tmp_path / "events.out.tfevents.*"))) == 1
 
 
 @pytest.mark.slow

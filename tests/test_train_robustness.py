@@ -108,8 +108,9 @@ def test_ctrl_c_saves_a_checkpoint_and_rerunning_resumes(trained_workdir, tmp_pa
   unbroken = reporting.read_metrics(trained_workdir)
   resumed = reporting.read_metrics(workdir)
   assert [r["step"] for r in resumed] == [r["step"] for r in unbroken] == [6, 12]
-  for key in ("test_loss", "test_digit_accuracy", "test_sum_accuracy"):
-    assert resumed[-1][key] == pytest.approx(unbroken[-1][key], rel=1e-5)
+  timings = ("epoch_seconds", "eval_seconds", "images_per_second", "compile_seconds")
+  assert [{k: v for k, v in r.items() if k not in timings} for r in resumed] == [
+      {k: v for k, v in r.items() if k not in timings} for r in unbroken]
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from adder_jax import reporting
 from adder_jax import train
 from adder_jax import workdir_lock
 from conftest import MOCK_EXAMPLES, REPO_ROOT, assert_one_line_error, copy_of, mock_mnist
-from conftest import run_cli, small_config
+from conftest import assert_only_progress_bars, run_cli, small_config
 
 
 def mock_main(tmp_path, *args, kill_at=None, background=False):
@@ -118,12 +118,6 @@ def evaluate_in_a_process(workdir):
                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
 
 
-def lines_of_adder_jax(stderr):
-  """The lines of `stderr` but mock MNIST's note that it is not prepared (prepared by the
-  mock, which tfds still logs)."""
-  return [line for line in stderr.strip().splitlines() if "mnist is not prepared" not in line]
-
-
 @pytest.mark.parametrize("how", DAMAGES)
 @pytest.mark.slow
 def test_evaluate_skips_a_damaged_checkpoint(trained_workdir, tmp_path, how):
@@ -135,7 +129,7 @@ def test_evaluate_skips_a_damaged_checkpoint(trained_workdir, tmp_path, how):
   assert result.stderr.startswith(
       f"warning: skipped the checkpoint at step 12 in {workdir}/checkpoints: it is damaged ("
   ), result.stderr
-  assert len(lines_of_adder_jax(result.stderr)) == 1, result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1, result.stderr
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["12", "6"]  # Left there.
 
 
@@ -145,7 +139,7 @@ def test_every_checkpoint_damaged_is_a_one_line_error(trained_workdir, tmp_path)
   damage(workdir, 6, "data_truncated")
   damage(workdir, 12)
   result = evaluate_in_a_process(workdir)
-  lines = lines_of_adder_jax(result.stderr)
+  lines = result.stderr.strip().splitlines()
   assert result.returncode == 2 and len(lines) == 3, result.stderr
   assert [line.split(" in ")[0] for line in lines[:2]] == [
       "warning: skipped the checkpoint at step 12", "warning: skipped the checkpoint at step 6"]
@@ -169,30 +163,66 @@ def test_resume_skips_a_damaged_checkpoint_and_ends_like_an_unbroken_run(trained
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["12", "6"]
 
 
+@pytest.fixture(scope="module")
+def unbroken_run(tmp_path_factory):
+  """A first run of the command line on mock MNIST: 3 epochs of 2 chunks, a
+  checkpoint per epoch."""
+  root = tmp_path_factory.mktemp("unbroken")
+  run = mock_main(root, "--config.num_epochs=3")
+  assert run.returncode == 0, run.stderr
+  return root / "workdir", run
+
+
 @pytest.mark.slow
-def test_runs_killed_at_any_moment_end_like_an_unbroken_run(tmp_path):
-  """SIGKILL after a chunk, while a checkpoint is written and while metrics are written;
-  each time the same command is rerun. 3 epochs of 2 chunks, a checkpoint per epoch."""
-  unbroken = mock_main(tmp_path / "unbroken", "--config.num_epochs=3")
-  assert unbroken.returncode == 0, unbroken.stderr
+def test_a_first_run_shows_only_its_own_lines(unbroken_run):
+  """On mock MNIST, which needs no preparation (the first run on real files:
+  test_real_world_images.py)."""
+  workdir, run = unbroken_run
+  lines = run.stdout.splitlines()
+  assert [line.split(":")[0] for line in lines[:3]] == ["epoch 1", "epoch 2", "epoch 3"]
+  assert "train loss" in lines[0] and "(epoch mean)" in lines[0]
+  assert lines[3:] == [
+      f"wrote in {workdir}:",
+      "  checkpoints/18/  the trained model (evaluate, predict and the demo read it)",
+      "  metrics.jsonl, events.out.tfevents.*  the metrics of every epoch",
+      "  evaluation.json  the test evaluation of step 18",
+      "  learning_curves.png, digit_confusion_matrix.png, sum_accuracy_by_digit_and_number.png, "
+      "worst_mistakes.png"]
+  assert_only_progress_bars(run.stderr)
+
+
+@pytest.mark.slow
+def test_runs_killed_at_any_moment_end_like_an_unbroken_run(unbroken_run, tmp_path):
+  """SIGKILL after a chunk, while a checkpoint is written and while metrics are written,
+  and Ctrl-C in the middle of an epoch; each time the same command is rerun. Every row
+  of metrics.jsonl, training metrics included, is the unbroken run's but for timings."""
   killed = tmp_path / "killed"
-  # Restarts from step 0, 6, 6, 6, 12, 12 (each run's first call counts as 1; metrics.jsonl
-  # is rewritten once when a run starts).
-  for kill_at in ("chunk:3", "save:1", "metrics:2", "chunk:3", "save:1", "metrics:1"):
+  # Ctrl-C after the third chunk (step 9) saves that step; each later run restarts from
+  # it and is killed before it saves step 12 (each run's first call counts as 1;
+  # metrics.jsonl is rewritten once when a run starts); the last run resumes at step 9.
+  for kill_at in ("ctrl_c:3", "chunk:1", "save:1", "metrics:2"):
     run = mock_main(killed, "--config.num_epochs=3", kill_at=kill_at)
-    assert run.returncode == -signal.SIGKILL, (kill_at, run.stderr)
     assert "Traceback" not in run.stderr, run.stderr
+    if kill_at.startswith("ctrl_c"):
+      assert run.returncode == 130, run.stderr
+      assert run.stderr.strip().splitlines()[-1].startswith(
+          "interrupted: saved a checkpoint at step 9 ")
+      continue
+    assert run.returncode == -signal.SIGKILL, (kill_at, run.stderr)
     if kill_at.startswith("save"):  # Killed while orbax was still writing the checkpoint.
       assert any(name.endswith("orbax-checkpoint-tmp")
                  for name in os.listdir(killed / "workdir" / "checkpoints"))
+    if kill_at == "chunk:1":
+      assert run.stdout.startswith(
+          f"resuming at step 9 of 18 (epoch 2 of 3) in {killed / 'workdir'}\n")
   final = mock_main(killed, "--config.num_epochs=3")
   assert final.returncode == 0, final.stderr
   assert "Traceback" not in final.stderr
 
-  expected = reporting.read_metrics(str(tmp_path / "unbroken" / "workdir"))
+  expected = reporting.read_metrics(str(unbroken_run[0]))
   with open(killed / "workdir" / reporting.METRICS_FILE) as f:
-    lines = f.read().splitlines()
-  records = [json.loads(line) for line in lines]  # Every line is whole JSON.
-  assert [r["step"] for r in records] == [r["step"] for r in expected] == [6, 12, 18]
-  for key in ("train_loss", "test_loss", "test_digit_accuracy", "test_sum_accuracy"):
-    assert records[-1][key] == expected[-1][key], key
+    records = [json.loads(line) for line in f.read().splitlines()]  # Every line is whole JSON.
+  timings = ("epoch_seconds", "eval_seconds", "images_per_second", "compile_seconds")
+  assert [{k: v for k, v in r.items() if k not in timings} for r in records] == [
+      {k: v for k, v in r.items() if k not in timings} for r in expected]
+  assert [r["step"] for r in records] == [6, 12, 18]
