@@ -32,7 +32,20 @@ def run(main):
   app.run(main, flags_parser=_parse_flags)
 
 
+# absl's help flags; absl itself exits 1 after printing help.
+_HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
+_FULL_HELP_FLAGS = ("--helpfull", "-helpfull")
+
+CONFIG_OVERRIDES_HELP = """\
+config overrides:
+  --config.FIELD=VALUE sets a field of the config file for this run, nested fields
+  with dots: --config.num_epochs=2 --config.optimizer.learning_rate=3e-3. Every field
+  is listed, with what it does, in configs/default.py; a misspelt one is named."""
+
+
 def _parse_flags(argv):
+  if any(arg in _HELP_FLAGS + _FULL_HELP_FLAGS for arg in argv[1:]):
+    _print_help(full=any(arg in _FULL_HELP_FLAGS for arg in argv[1:]))
   try:
     remaining = flags.FLAGS(argv)
     if "config" in flags.FLAGS and flags.FLAGS["config"].value is not None:
@@ -47,6 +60,20 @@ def _parse_flags(argv):
   if len(remaining) > 1:
     _exit_with_error(f"unexpected arguments: {' '.join(remaining[1:])} (flags start with --).")
   return remaining
+
+
+def _print_help(full):
+  """Prints the entry point's docstring, its flags (every module's if `full`) and, for
+  one that takes --config, how to override config fields; exits 0."""
+  doc = (sys.modules["__main__"].__doc__ or "").strip()
+  flag_help = str(flags.FLAGS) if full else flags.FLAGS.main_module_help()
+  parts = [doc, "flags:\n" + flag_help.strip()]
+  if "config" in flags.FLAGS:
+    parts.append(CONFIG_OVERRIDES_HELP)
+  if not full:
+    parts.append("--helpfull lists the flags of every library as well.")
+  print("\n\n".join(p for p in parts if p))
+  sys.exit(0)
 
 
 def _exit_with_error(message):

@@ -6,15 +6,20 @@ TensorFlow. Preparing checks first that the download server answers, so that a
 computer with no network gets one line instead of minutes of tfds's retries.
 """
 
+import contextlib
 import dataclasses
+import io
 import os
 import socket
+import sys
+import tempfile
 import urllib.parse
 import urllib.request
 
 from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
+import tqdm
 
 from adder_jax.constants import IMAGE_SHAPE
 from adder_jax.errors import UserError, first_line
@@ -61,15 +66,16 @@ def prepare(data_config):
     if missing:
       # Without this check tfds falls back to downloading, retrying for minutes.
       raise UserError(f"data.manual_dir {manual_dir!r} lacks {', '.join(missing)}.")
-  else:
-    logging.warning("%s is not prepared in %s: downloading it (with no network, pass "
-                    "--config.data.manual_dir=DIR instead).", data_config.dataset, builder.data_dir)
+  source = (f"from {manual_dir}" if manual_dir else
+            "by downloading it; with no network, pass --config.data.manual_dir=DIR")
+  print(f"preparing {data_config.dataset} in {builder.data_dir} (once), {source}", flush=True)
   try:
     if not manual_dir:
       # tfds retries a failed download for minutes; an unreachable server fails here.
       _check_reachable(getattr(builder, "URL", None))
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    with _quiet_preparation(builder):
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   except Exception as e:  # tfds raises many unrelated types for a failed download.
     where = f"from {manual_dir}" if manual_dir else "by downloading it"
     raise UserError(
@@ -77,6 +83,49 @@ def prepare(data_config):
         f"({first_line(e)}); without a network, pass --config.data.manual_dir=DIR, a folder "
         "with the four MNIST IDX .gz files.") from e
   return builder
+
+
+# Seconds of preparation before its progress bar appears.
+PROGRESS_DELAY_S = 3.0
+
+
+@contextlib.contextmanager
+def _quiet_preparation(builder):
+  """Within it, tfds and TensorFlow write nothing to the terminal, and a progress bar
+  of the examples written appears if the preparation takes over PROGRESS_DELAY_S.
+
+  tfds prints to stdout and draws its own progress bars; TensorFlow, which it imports
+  to prepare the data, writes its startup lines from C++ straight to file descriptor 2.
+  With absl's verbosity at INFO or more (`--verbosity=0`) all of it is shown instead.
+  """
+  if logging.level_info():
+    yield
+    return
+  sys.stderr.flush()
+  terminal = os.fdopen(os.dup(2), "w")
+  saved_stderr = os.dup(2)
+  generate = getattr(builder, "_generate_examples", None)  # Each builder's example source.
+  with tempfile.TemporaryFile() as hidden, terminal, contextlib.redirect_stdout(io.StringIO()), \
+      tqdm.tqdm(desc="examples written", unit=" examples", file=terminal, delay=PROGRESS_DELAY_S,
+                dynamic_ncols=True) as bar:
+    def counted(*args, **kwargs):
+      for example in generate(*args, **kwargs):
+        bar.update(1)
+        yield example
+
+    if generate is not None:
+      builder._generate_examples = counted  # pylint: disable=protected-access
+    tfds.display_progress_bar(False)
+    os.dup2(hidden.fileno(), 2)
+    try:
+      yield
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved_stderr, 2)
+      os.close(saved_stderr)
+      tfds.display_progress_bar(True)
+      if generate is not None:
+        del builder._generate_examples  # pylint: disable=protected-access
 
 
 # Seconds to wait for the download server to answer a connection.

@@ -18,11 +18,11 @@ import subprocess
 import sys
 import tempfile
 
-from absl import app
 from absl import flags
 import numpy as np
 from PIL import Image
 
+from adder_jax import cli
 from experiments import photo_digits
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,4 +94,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

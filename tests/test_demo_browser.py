@@ -143,10 +143,7 @@ def test_a_two_image_run_adds_the_digits_of_its_two_pads(two_image_workdir, tmp_
 
 
 @pytest.mark.slow
-def test_a_drawn_seven_is_read_by_the_mnist_model(tmp_path):
-  workdir = os.environ.get("ADDER_JAX_TRAINED_WORKDIR")
-  if not workdir:
-    pytest.fail("set ADDER_JAX_TRAINED_WORKDIR to run the slow tests (see "
-                "test_real_world_images.py)")
+def test_a_drawn_seven_is_read_by_the_mnist_model(real_mnist_workdir, tmp_path):
+  workdir = real_mnist_workdir
   screenshot = os.environ.get("ADDER_JAX_DEMO_SCREENSHOT") or str(tmp_path / "demo.png")
   assert use_the_page(workdir, screenshot, str(tmp_path)) == (7, 7 + NUMBER)

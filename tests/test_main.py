@@ -1,5 +1,6 @@
 """The command line: config overrides and one-line errors for bad input."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -98,7 +99,7 @@ def test_library_advice_is_kept_off_the_terminal_unless_asked_for():
         tfds.features.Image(shape=(28, 28, 1)).decode_example_np(png.getvalue())
         logging.error("a library error")
         socket.create_connection = no_network
-        try:  # Warns that MNIST is not prepared, then fails to reach the server.
+        try:  # Says that it prepares MNIST, then fails to reach the server.
           mnist.prepare(ml_collections.ConfigDict(
               {"dataset": "mnist", "data_dir": tempfile.mkdtemp(), "manual_dir": None}))
         except UserError:
@@ -112,7 +113,7 @@ def test_library_advice_is_kept_off_the_terminal_unless_asked_for():
   assert quiet.returncode == verbose.returncode == 0, quiet.stderr + verbose.stderr
   assert "OpenCV" not in quiet.stderr and "OpenCV" in verbose.stderr
   for result in (quiet, verbose):
-    assert "a library error" in result.stderr and "mnist is not prepared in" in result.stderr
+    assert "a library error" in result.stderr and "preparing mnist in" in result.stdout
 
 
 @pytest.mark.parametrize("module", ["adder_jax.main", "adder_jax.predict", "adder_jax.evaluate",
@@ -138,3 +139,37 @@ def test_a_positional_argument_is_a_one_line_error(tmp_path):
   assert result.returncode == 2
   assert result.stderr == "error: unexpected arguments: stray (flags start with --).\n"
   assert not os.path.exists(tmp_path / "run")
+
+
+# Every command line of the repository, and whether it reads a config file.
+ENTRY_POINTS = {"adder_jax.main": True, "adder_jax.evaluate": False, "adder_jax.predict": False,
+                "adder_jax.demo": False, "benchmarks.benchmark": True,
+                "benchmarks.demo_latency": False, "benchmarks.torch_reference": False,
+                "experiments.compare_configs": False, "experiments.multi_digit": False,
+                "experiments.predict_on_image_files": False, "experiments.run_grid": False}
+
+
+@pytest.mark.slow
+def test_help_on_every_entry_point_exits_0_and_shows_the_config_overrides():
+  processes = {module: subprocess.Popen([sys.executable, "-m", module, "--help"], cwd=REPO_ROOT,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for module in ENTRY_POINTS}  # At once: each spends seconds importing JAX.
+  for module, process in processes.items():
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, (module, err)
+    assert ("--config.FIELD=VALUE" in out) == ENTRY_POINTS[module], (module, out)
+    # The module's own description.
+    summary = importlib.util.find_spec(module).loader.get_source(module).split('"""')[1]
+    assert summary.splitlines()[0] in out, (module, out)
+
+
+def test_every_entry_point_is_in_the_help_test():
+  """Each module with a `__main__` block is listed in ENTRY_POINTS."""
+  found = set()
+  for package in ("adder_jax", "benchmarks", "experiments"):
+    for name in os.listdir(os.path.join(REPO_ROOT, package)):
+      if name.endswith(".py"):
+        with open(os.path.join(REPO_ROOT, package, name)) as f:
+          if 'if __name__ == "__main__":' in f.read():
+            found.add(f"{package}.{name[:-3]}")
+  assert found == set(ENTRY_POINTS)

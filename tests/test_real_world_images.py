@@ -1,8 +1,10 @@
-"""Reading digits in image files with a model trained on real MNIST (slow tests).
+"""What a model trained on real MNIST does (slow tests): the first run that trains it,
+and the digits it reads in image files.
 
-They need the four MNIST IDX files and a workdir trained on them, named by the
-environment variables ADDER_JAX_MNIST_DIR and ADDER_JAX_TRAINED_WORKDIR; `.ci/run`
-trains the smoke config and runs them with `python -m pytest -m slow`.
+They need the four MNIST IDX files, in the folder named by the environment variable
+ADDER_JAX_MNIST_DIR. They train the smoke config on them (a first run: MNIST is prepared
+in a new data_dir), unless ADDER_JAX_TRAINED_WORKDIR names a workdir already trained on
+real MNIST for the image tests to read.
 """
 
 import gzip
@@ -14,7 +16,9 @@ import pytest
 
 from adder_jax import demo
 from adder_jax import inference
+from adder_jax import reporting
 from benchmarks import demo_latency
+from conftest import assert_only_progress_bars, environment
 from experiments import photo_digits
 
 pytestmark = pytest.mark.slow
@@ -22,22 +26,30 @@ pytestmark = pytest.mark.slow
 COUNT = 300  # MNIST test digits per set.
 
 
-def _environment(name):
-  value = os.environ.get(name)
-  if not value:
-    pytest.fail(f"set {name} to run the slow tests (see this file's docstring)")
-  return value
+def test_a_first_run_on_real_mnist_shows_only_its_own_lines(real_first_run):
+  workdir, run = real_first_run
+  lines = run.stdout.splitlines()
+  mnist_dir = environment("ADDER_JAX_MNIST_DIR")
+  assert lines[0] == (f"preparing mnist in {workdir.parent / 'tfds' / 'mnist' / '3.0.1'} "
+                      f"(once), from {mnist_dir}")
+  assert lines[1].startswith("epoch 1: train loss ")
+  assert lines[2] == f"wrote in {workdir}:"
+  assert len(lines) == 7, run.stdout
+  assert_only_progress_bars(run.stderr)
+  assert "examples written: 70000 examples" in run.stderr  # Preparing takes over 3 s.
+  (record,) = reporting.read_metrics(str(workdir))
+  assert record["test_digit_accuracy"] >= 90.0, record
 
 
 @pytest.fixture(scope="module")
-def predictor():
-  return inference.Predictor(_environment("ADDER_JAX_TRAINED_WORKDIR"))
+def predictor(real_mnist_workdir):
+  return inference.Predictor(real_mnist_workdir)
 
 
 @pytest.fixture(scope="module")
 def mnist_test_digits():
   """A fixed sample of COUNT MNIST test images and their labels, read from the IDX files."""
-  directory = _environment("ADDER_JAX_MNIST_DIR")
+  directory = environment("ADDER_JAX_MNIST_DIR")
   with gzip.open(os.path.join(directory, "t10k-images-idx3-ubyte.gz")) as f:
     images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
   with gzip.open(os.path.join(directory, "t10k-labels-idx1-ubyte.gz")) as f:
