@@ -36,6 +36,8 @@ ZOOM = 8
 # digit filling the pad, as MNIST's pen strokes are.
 CANVAS_SIZE = 280
 BRUSH_RADIUS = 10
+# The number chosen when the page opens.
+FIRST_NUMBER = 3
 
 # What one image slot of the page holds: the 28x28 network input, None before anything
 # is drawn or uploaded, or the one-line error that the drawing or file gave.
@@ -85,6 +87,18 @@ def read_upload(path):
     return str(e).replace(path, os.path.basename(path))
 
 
+def read_number(value):
+  """The number 0-9 to add, from the page's choice or an API call: an int, or a string
+  of one digit (Gradio's API description lists the choices as strings). Anything else
+  is the one-line error the page shows."""
+  if isinstance(value, str) and len(value.strip()) == 1 and value.strip() in "0123456789":
+    return int(value)
+  if (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+      and 0 <= value < NUM_DIGITS):
+    return int(value)
+  return f"the number to add must be one of 0-9, as an int or a string such as '5'; got {value!r}."
+
+
 class Demo:
   """The page's answers, from a `inference.Predictor` of an image + number or a
   two-image run."""
@@ -97,12 +111,16 @@ class Demo:
     blank = np.zeros(IMAGE_SHAPE, np.uint8)
     self._predict([blank] * self.slots, 0)
 
-  def answer(self, inputs: Sequence[SlotInput], number: Optional[int] = None) -> Answer:
+  def answer(self, inputs: Sequence[SlotInput], number=None) -> Answer:
     """What the page shows for the slots' `inputs` and, for an image + number run, the
-    `number` 0-9 to add."""
+    `number` 0-9 to add (as `read_number` reads it)."""
     if len(inputs) != self.slots:
       raise ValueError(f"expected {self.slots} inputs, one per image slot; got {len(inputs)}.")
     errors = [x for x in inputs if isinstance(x, str)]
+    if not self.two_images:
+      number = read_number(number)
+      if isinstance(number, str):
+        errors.append(number)
     if errors or any(x is None for x in inputs):
       prompt = "Draw a digit on each pad" if self.two_images else "Draw a digit"
       return Answer(text="\n\n".join(f"**error:** {e}" for e in errors) or
@@ -204,9 +222,9 @@ def build_page(gr, demo):
       with gr.Column():
         number = None
         if not demo.two_images:
-          number = gr.Radio([(str(n), n) for n in range(NUM_DIGITS)], value=3,
-                            label="number to add", elem_id="number")
-        text = gr.Markdown(demo.answer([None] * demo.slots).text, elem_id="answer")
+          number = _number_choice(gr)
+        text = gr.Markdown(demo.answer([None] * demo.slots, FIRST_NUMBER).text,
+                           elem_id="answer")
         with gr.Row():
           network_inputs = [gr.Image(label=_slot_label("network input (28x28)", i, demo.slots),
                                      elem_id=f"network-input-{i}", interactive=False,
@@ -234,16 +252,29 @@ def build_page(gr, demo):
       return handler
 
     events = dict(trigger_mode="always_last", show_progress="hidden", concurrency_id="model")
+    # API endpoints: /draw and /upload (/draw_1, /draw_2, ... for two pads), /number.
+    suffix = (lambda i: f"_{i + 1}") if demo.slots > 1 else (lambda i: "")
     for i, (pad, upload) in enumerate(sources):
       pad.change(on_input(read_drawing, i), [pad, *slots, *number_inputs],
-                 [slots[i], *outputs], **events)
+                 [slots[i], *outputs], api_name=f"draw{suffix(i)}", **events)
       upload.change(on_input(read_upload, i), [upload, *slots, *number_inputs],
-                    [slots[i], *outputs], **events)
+                    [slots[i], *outputs], api_name=f"upload{suffix(i)}", **events)
     if number is not None:
       number.change(lambda slot_input, value: show([slot_input], value), [*slots, number],
-                    outputs, **events)
+                    outputs, api_name="number", **events)
     page.load(None, js=_CHOOSE_BRUSH)
   return page
+
+
+def _number_choice(gr):
+  """The number to add: Gradio's Radio, except that a value an API call sends reaches
+  `Demo.answer` as it is (Radio refuses "5" for 5 with a traceback on the server's
+  terminal), which answers anything but 0-9 with the page's one-line error."""
+  number = gr.Radio([(str(n), n) for n in range(NUM_DIGITS)], value=FIRST_NUMBER,
+                    label="number to add", elem_id="number")
+  # On this one component: a subclass would make Gradio write a stub file beside this one.
+  number.preprocess = lambda payload: payload
+  return number
 
 
 def _slot_label(text, slot, slots):

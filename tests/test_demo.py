@@ -63,6 +63,21 @@ def test_the_number_changes_only_the_sum_input(page_demo):
     page_demo.answer([network_input, network_input], 0)
 
 
+@pytest.mark.parametrize("value, expected", [(5, 5), ("5", 5), (" 0", 0), (np.int64(9), 9)])
+def test_the_number_is_an_int_or_a_digit_string(value, expected):
+  assert demo.read_number(value) == expected
+
+
+@pytest.mark.parametrize("value", ["x", "55", "", 10, -1, 5.0, True, None, [5]])
+def test_any_other_number_is_the_pages_one_line_error(page_demo, value):
+  network_input = demo.read_drawing(drawn_like(preprocess.mnist_style(
+      np.asarray(draw_digit(), np.float32))))
+  answer = page_demo.answer([network_input], value)
+  assert answer.text == (f"**error:** the number to add must be one of 0-9, as an int or a "
+                         f"string such as '5'; got {value!r}.")
+  assert answer.sum_probabilities is None
+
+
 @pytest.mark.parametrize("value", [None, {"composite": None},
                                    {"composite": np.full((280, 280), 255, np.uint8)}])
 def test_an_empty_pad_asks_for_a_digit(page_demo, value):
@@ -169,12 +184,23 @@ def test_a_multi_digit_run_is_refused(trained_workdir, tmp_path, capsys):
 def test_the_server_starts_on_the_loopback_address_and_stops_cleanly(trained_workdir,
                                                                       tmp_path):
   pytest.importorskip("gradio", reason="the [demo] extra is not installed")
+  from gradio_client import Client  # pylint: disable=import-outside-toplevel
   with demo_server(trained_workdir, str(tmp_path)) as server:
     assert server.url.startswith("http://127.0.0.1:")
     with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
         server.url, timeout=30) as response:
       assert response.status == 200 and b"adder_jax demo" in response.read()
+    # The API takes the number as Gradio's API description lists it (a string) or as an
+    # int, and answers anything else with the page's one-line error.
+    client = Client(server.url, verbose=False)
+    answers = {value: client.predict(value, api_name="/number")[0]
+               for value in ("5", 5, "x", 12)}
+  assert answers["5"] == answers[5] == "Draw a digit (or upload an image file)."
+  for value in ("x", 12):
+    assert answers[value] == (f"**error:** the number to add must be one of 0-9, as an int or "
+                              f"a string such as '5'; got {value!r}.")
   assert "Serving the demo on http://127.0.0.1:" in server.output()
+  assert "Traceback" not in server.output()
   assert server.exit_status == 0 and server.left_running is False, server.output()
 
 
@@ -206,3 +232,19 @@ def test_a_port_in_use_is_one_error_line(trained_workdir, capsys):
     port = taken.getsockname()[1]
     status, _, err = run_cli(demo, ["--workdir", trained_workdir, "--port", port], capsys)
   assert_one_line_error(status, err, f"127.0.0.1:{port}", "choose another --port")
+
+
+def test_installing_the_demo_keeps_the_pillow_of_the_core_install():
+  """Every Pillow the core dependencies accept, Gradio accepts too, so that pip never
+  replaces it when the [demo] extra is installed later."""
+  pytest.importorskip("gradio", reason="the [demo] extra is not installed")
+  import tomllib  # pylint: disable=import-outside-toplevel
+  from importlib import metadata  # pylint: disable=import-outside-toplevel
+  from packaging.requirements import Requirement  # pylint: disable=import-outside-toplevel
+  with open(os.path.join(os.path.dirname(__file__), "..", "pyproject.toml"), "rb") as f:
+    core = [Requirement(r) for r in tomllib.load(f)["project"]["dependencies"]]
+  (ours,) = [r.specifier for r in core if r.name.lower() == "pillow"]
+  (gradios,) = [Requirement(r).specifier for r in metadata.requires("gradio")
+                if Requirement(r).name.lower() == "pillow"]
+  versions = [f"{major}.{minor}.0" for major in range(8, 30) for minor in range(10)]
+  assert [v for v in ours.filter(versions) if v not in gradios] == []
