@@ -144,9 +144,10 @@ def test_a_positional_argument_is_a_one_line_error(tmp_path):
 # Every command line of the repository, and whether it reads a config file.
 ENTRY_POINTS = {"adder_jax.main": True, "adder_jax.evaluate": False, "adder_jax.predict": False,
                 "adder_jax.demo": False, "benchmarks.benchmark": True,
-                "benchmarks.demo_latency": False, "benchmarks.torch_reference": False,
-                "experiments.compare_configs": False, "experiments.multi_digit": False,
-                "experiments.predict_on_image_files": False, "experiments.run_grid": False}
+                "benchmarks.demo_latency": False, "benchmarks.profile_step": True,
+                "benchmarks.torch_reference": False, "experiments.compare_configs": False,
+                "experiments.multi_digit": False, "experiments.predict_on_image_files": False,
+                "experiments.run_grid": False, "experiments.tune_speed": False}
 
 
 @pytest.mark.slow
