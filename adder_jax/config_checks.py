@@ -68,6 +68,7 @@ def validate(config):
   size = config.data.validation_size
   if isinstance(size, bool) or not isinstance(size, int) or size < 0:
     raise UserError(f"config.data.validation_size must be a whole number >= 0, got {size!r}.")
+  one_of(config.data.pairing, "data.pairing", pairing.PAIRINGS)
   try:
     pairing.allowed_pairs(config.data.holdout_pairs, config.seed)
   except ValueError as e:

@@ -77,6 +77,9 @@ def load_config(workdir):
       config = ml_collections.ConfigDict(json.load(f))
   except (OSError, ValueError) as e:
     raise UserError(f"cannot read the training config {path} ({e}).") from e
+  # A config without data.pairing trained with its default, a fresh pairing each epoch.
+  if "data" in config and "pairing" not in config.data:
+    config.data.pairing = "fresh"
   try:
     config_checks.validate(config)
   except (AttributeError, KeyError, TypeError) as e:

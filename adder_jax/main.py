@@ -20,19 +20,24 @@ from adder_jax import train
 _EXIT_INTERRUPTED = 130
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and TensorBoard events.")
-config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
-flags.mark_flags_as_required(["config", "workdir"])
-flags.DEFINE_bool("distributed", False, "Join a multi-process run with jax.distributed, "
-                  "detecting the coordinator, process count and process id from SLURM, Open MPI, "
-                  "Kubernetes or Cloud TPU.")
-flags.DEFINE_string("coordinator_address", None,
-                    "HOST:PORT where process 0 serves the coordinator (implies --distributed).")
-flags.DEFINE_integer("num_processes", None, "Processes in the run (implies --distributed).",
-                     lower_bound=1)
-flags.DEFINE_integer("process_id", None,
-                     "This process's index, 0 .. num_processes - 1 (implies --distributed).",
-                     lower_bound=0)
+
+
+def define_flags():
+  """The command line's flags, defined only when this module runs as the program, so that
+  the scripts can be imported together."""
+  flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and TensorBoard events.")
+  config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
+  flags.mark_flags_as_required(["config", "workdir"])
+  flags.DEFINE_bool("distributed", False, "Join a multi-process run with jax.distributed, "
+                    "detecting the coordinator, process count and process id from SLURM, Open MPI, "
+                    "Kubernetes or Cloud TPU.")
+  flags.DEFINE_string("coordinator_address", None,
+                      "HOST:PORT where process 0 serves the coordinator (implies --distributed).")
+  flags.DEFINE_integer("num_processes", None, "Processes in the run (implies --distributed).",
+                       lower_bound=1)
+  flags.DEFINE_integer("process_id", None,
+                       "This process's index, 0 .. num_processes - 1 (implies --distributed).",
+                       lower_bound=0)
 
 
 def main(argv):
@@ -59,4 +64,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

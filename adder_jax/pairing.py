@@ -32,6 +32,14 @@ TEST_PAIRING_SEED = 0
 # Mixed with `config.seed` to draw a count of held-out pairs (see `allowed_pairs`).
 HOLDOUT_SEED_SALT = 0x5EED
 
+# How the two_images and multi_digit tasks form their training examples
+# (`config.data.pairing`): 'fresh', a new split of a permutation of the training images
+# every epoch; 'fixed', the literature's protocol: the examples are formed once, from a
+# permutation of TRAIN_PAIRING_SEED (whatever `config.seed` is), and kept for every
+# epoch, which only shuffles their order.
+PAIRINGS = ("fresh", "fixed")
+TRAIN_PAIRING_SEED = 0
+
 
 def test_numbers(num_examples):
   """The fixed numbers paired with the test images (same for every run)."""
@@ -120,17 +128,17 @@ def epoch_plan(key, epoch, labels, batch_size, allowed=None):
   return {"batch_indices": order.reshape(steps, batch_size).astype(jnp.int32), "numbers": numbers}
 
 
-def two_image_epoch_plan(key, epoch, num_images, batch_size):
+def two_image_epoch_plan(key, epoch, num_images, batch_size, pairing="fresh"):
   """The pairs of images of one epoch of the two-image task, drawn on the device.
 
-  Each epoch splits a fresh permutation of the training images into pairs, so every
-  image appears once (num_images // 2 pairs; the last incomplete batch is dropped).
+  Every image appears at most once (num_images // 2 pairs; the last incomplete batch is
+  dropped); `pairing` (one of PAIRINGS) says whether the pairs are new every epoch.
 
   Returns:
     dict of 'batch_indices': int32 [steps, batch_size, 2], the two images of each pair.
   """
   # Pairs of one-digit numbers.
-  plan = number_pair_epoch_plan(key, epoch, num_images, batch_size, num_digits=1)
+  plan = number_pair_epoch_plan(key, epoch, num_images, batch_size, 1, pairing)
   return {"batch_indices": plan["batch_indices"][..., 0]}
 
 
@@ -149,22 +157,31 @@ def gather_two_image_batch(train_images, train_labels, plan, indices):
   return {"inputs": {"images": train_images[indices]}, "label": labels, "sum": labels.sum(-1)}
 
 
-def number_pair_epoch_plan(key, epoch, num_images, batch_size, num_digits):
+def number_pair_epoch_plan(key, epoch, num_images, batch_size, num_digits, pairing="fresh"):
   """The examples of one epoch of the multi-digit task, drawn on the device.
 
-  Each epoch splits a fresh permutation of the training images into examples of two
-  numbers of `num_digits` images each, so every image appears once (num_images //
-  (2 * num_digits) examples; the last incomplete batch is dropped).
+  An example is two numbers of `num_digits` images each; every image appears at most
+  once (num_images // (2 * num_digits) examples; the last incomplete batch is dropped).
+  With `pairing` 'fresh' each epoch splits a new permutation of the training images into
+  examples; with 'fixed' the examples are those of the permutation of TRAIN_PAIRING_SEED,
+  the same in every run and epoch, in a new order each epoch.
 
   Returns:
     dict of 'batch_indices': int32 [steps, batch_size, 2, num_digits], the images of
     each digit of both numbers, most significant first.
   """
-  examples = num_images // (2 * num_digits)
+  size = 2 * num_digits
+  examples = num_images // size
   steps = examples // batch_size
-  order = jax.random.permutation(jax.random.fold_in(key, epoch), num_images)
-  batches = order[: steps * batch_size * 2 * num_digits].reshape(steps, batch_size, 2, num_digits)
-  return {"batch_indices": batches.astype(jnp.int32)}
+  epoch_key = jax.random.fold_in(key, epoch)
+  if pairing == "fresh":
+    order = jax.random.permutation(epoch_key, num_images)[: examples * size]
+    chosen = order.reshape(examples, 2, num_digits)[: steps * batch_size]
+  else:
+    fixed = jax.random.permutation(jax.random.key(TRAIN_PAIRING_SEED), num_images)
+    fixed = fixed[: examples * size].reshape(examples, 2, num_digits)
+    chosen = fixed[jax.random.permutation(epoch_key, examples)[: steps * batch_size]]
+  return {"batch_indices": chosen.reshape(steps, batch_size, 2, num_digits).astype(jnp.int32)}
 
 
 def gather_number_pair_batch(train_images, train_labels, plan, indices):

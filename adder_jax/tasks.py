@@ -6,15 +6,17 @@ a fresh number, avoiding the (digit, number) pairs that `config.data.holdout_pai
 holds out; each test image has a fixed number, and is also evaluated with all ten.
 
 'two_images': the neuro-symbolic MNIST-addition benchmark: two MNIST images in, their
-sum out (`models.TwoImageAdderNet`). Each epoch splits a fresh permutation of the
-training images into pairs (30,000 pairs, every image used once); the test set is
-5,000 fixed pairs of the 10,000 test images. `config.batch_size` counts pairs.
+sum out (`models.TwoImageAdderNet`). The training images make 30,000 pairs, every image
+used once an epoch: new pairs every epoch, or with `config.data.pairing='fixed'` the
+same pairs in a new order; the test set is 5,000 fixed pairs of the 10,000 test images.
+`config.batch_size` counts pairs.
 
 'multi_digit': multi-digit MNIST addition: two numbers of `config.data.num_digits` = N
 images each in, trained on their sum alone through its exact likelihood
-(`long_addition.sum_log_likelihood`; `models.NumberPairNet`). Each epoch splits a fresh
-permutation of the training images into 60,000 / 2N examples; the test set is the
-10,000 / 2N fixed examples of `pairing.test_number_pairs`. Sums are digit
+(`long_addition.sum_log_likelihood`; `models.NumberPairNet`). The training images make
+60,000 / 2N examples, new ones every epoch or (`config.data.pairing='fixed'`) the same
+ones in a new order; the test set is the 10,000 / 2N fixed examples of
+`pairing.test_number_pairs`. Sums are digit
 arrays (N + 1 digits), exact for any N. `config.batch_size` counts examples.
 
 Everything that differs between the tasks is an attribute or a method of its class
@@ -57,6 +59,9 @@ class Task:
   requires = {}
   # Whether `config.data.holdout_pairs` may hold (digit, number) pairs out of training.
   holds_out_pairs = False
+  # Whether `config.data.pairing` may be 'fixed' (pairing.PAIRINGS): the task's training
+  # examples are made of several images.
+  fixes_pairing = False
   # Which of USES read a trained run of this task.
   uses = ()
   # Images of one example that a trained run reads (the demo's pads); 0 if none.
@@ -76,6 +81,11 @@ class Task:
       if actual != value:
         raise UserError(f"config.task={cls.name!r} needs config.{path}={value!r}, got "
                         f"{actual!r}: {why}.")
+    if not cls.fixes_pairing and config.data.pairing != "fresh":
+      raise UserError(f"config.task={cls.name!r} pairs each image with a fresh number, got "
+                      f"config.data.pairing={config.data.pairing!r}: 'fixed' is for the "
+                      "tasks whose examples are several images, 'two_images' and "
+                      "'multi_digit'.")
     if (not cls.holds_out_pairs
         and pairing.allowed_pairs(config.data.holdout_pairs, config.seed) is not None):
       raise UserError(f"config.task={cls.name!r} holds out no pairs, got config.data."
@@ -173,6 +183,7 @@ class TwoImages(Task):
   model_class = models.TwoImageAdderNet
   uses = ("predict_pairs",)
   image_slots = 2
+  fixes_pairing = True
 
   def __init__(self, config):
     super().__init__(config)
@@ -187,7 +198,7 @@ class TwoImages(Task):
 
   def epoch_plan(self, key, epoch, train_labels):
     return pairing.two_image_epoch_plan(key, epoch, train_labels.shape[0],
-                                        self.config.batch_size)
+                                        self.config.batch_size, self.config.data.pairing)
 
   gather = staticmethod(pairing.gather_two_image_batch)
   predict = staticmethod(evaluation.predict_two_images)
@@ -217,6 +228,7 @@ class MultiDigit(Task):
   # The carry program and the digit addition run position by position, unrolled in the
   # compiled step: a bound keeps compilation short.
   MAX_DIGITS = 100
+  fixes_pairing = True
 
   def __init__(self, config):
     super().__init__(config)
@@ -244,7 +256,8 @@ class MultiDigit(Task):
 
   def epoch_plan(self, key, epoch, train_labels):
     return pairing.number_pair_epoch_plan(key, epoch, train_labels.shape[0],
-                                          self.config.batch_size, self.num_digits)
+                                          self.config.batch_size, self.num_digits,
+                                          self.config.data.pairing)
 
   gather = staticmethod(pairing.gather_number_pair_batch)
   predict = staticmethod(evaluation.predict_digits)

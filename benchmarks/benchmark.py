@@ -53,21 +53,24 @@ from benchmarks import machine
 from benchmarks import roofline
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
-flags.DEFINE_integer("seeds", 5, "Seeds to train (0, 1, ...); the results are over all of them.",
-                     lower_bound=1)
-flags.DEFINE_float("target", 99.3, "Test sum accuracy (%, fixed pairing) the schedule's mean "
-                   "final accuracy must reach.")
-flags.DEFINE_integer("evals_per_epoch", 10, "Test evaluations per epoch, for the curves "
-                     "(time excluded).", lower_bound=1)
-flags.DEFINE_string("output", None, "Where to write the JSON results; the plot goes beside "
-                    "it, with the extension .png.")
-flags.DEFINE_bool("peer", False, "Also train the PyTorch peer (benchmarks/torch_reference.py).")
-flags.DEFINE_integer("peer_seeds", 3, "Seeds the peer trains.", lower_bound=1)
-flags.DEFINE_integer("peer_epochs", 5, "Epochs the peer trains.", lower_bound=1)
-flags.DEFINE_integer("peer_threads", 0, "torch.set_num_threads for the peer (0: one per core "
-                     "this process may use, as adder_jax's CPU devices).", lower_bound=0)
-flags.mark_flags_as_required(["config"])
+
+
+def define_flags():
+  config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
+  flags.DEFINE_integer("seeds", 5, "Seeds to train (0, 1, ...); the results are over all of them.",
+                       lower_bound=1)
+  flags.DEFINE_float("target", 99.3, "Test sum accuracy (%, fixed pairing) the schedule's mean "
+                     "final accuracy must reach.")
+  flags.DEFINE_integer("evals_per_epoch", 10, "Test evaluations per epoch, for the curves "
+                       "(time excluded).", lower_bound=1)
+  flags.DEFINE_string("output", None, "Where to write the JSON results; the plot goes beside "
+                      "it, with the extension .png.")
+  flags.DEFINE_bool("peer", False, "Also train the PyTorch peer (benchmarks/torch_reference.py).")
+  flags.DEFINE_integer("peer_seeds", 3, "Seeds the peer trains.", lower_bound=1)
+  flags.DEFINE_integer("peer_epochs", 5, "Epochs the peer trains.", lower_bound=1)
+  flags.DEFINE_integer("peer_threads", 0, "torch.set_num_threads for the peer (0: one per core "
+                       "this process may use, as adder_jax's CPU devices).", lower_bound=0)
+  flags.mark_flags_as_required(["config"])
 
 
 def train_seed(config, data, seed, evals_per_epoch):
@@ -105,7 +108,7 @@ def train_seed(config, data, seed, evals_per_epoch):
                           **trainer.test_metrics(trainer.predictions(state))})
   final = evaluations[-1]
   print(f"adder_jax seed {seed}: test digit {final['test_digit_accuracy']:.2f}%, sum "
-        f"{final['test_sum_accuracy']:.2f}% after {config.num_epochs} epochs, "
+        f"{final['test_sum_accuracy']:.2f}% after {_epochs(config.num_epochs)}, "
         f"{train_seconds:.1f} s", flush=True)
   return {"seed": seed, "compile_s": round(compile_seconds, 3),
           "train_seconds": round(train_seconds, 3),
@@ -134,17 +137,21 @@ def peer_record(seed, history):
                   "test_sum_accuracy": e["test_sum_accuracy"]} for e in history]
   final = evaluations[-1]
   print(f"peer seed {seed}: test digit {final['test_digit_accuracy']:.2f}%, sum "
-        f"{final['test_sum_accuracy']:.2f}% after {history[-1]['epoch']} epochs, "
+        f"{final['test_sum_accuracy']:.2f}% after {_epochs(history[-1]['epoch'])}, "
         f"{final['train_seconds']:.1f} s", flush=True)
   return {"seed": seed, "train_seconds": final["train_seconds"],
           "images_per_second": round(images / sum(e["train_seconds"] for e in steady), 1),
           "final": final, "evaluations": evaluations}
 
 
+def _epochs(count):
+  return f"{count} epoch" + ("" if count == 1 else "s")
+
+
 def _spread(values):
   return {"mean": round(statistics.mean(values), 3),
           "std": round(statistics.stdev(values), 3) if len(values) > 1 else 0.0,
-          "worst": min(values)}
+          "worst": round(min(values), 3)}
 
 
 def summarise(runs, target=None):
@@ -341,4 +348,5 @@ def summary_text(results):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

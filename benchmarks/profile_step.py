@@ -38,8 +38,6 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """The command line's flags (defined only when this module runs as the program: the
-  benchmark defines --config too)."""
   config_flags.DEFINE_config_file("config", None, "Training configuration file.",
                                   lock_config=True)
   flags.DEFINE_integer("steps", 100, "Train steps in the recorded chunk.", lower_bound=1)
@@ -70,8 +68,10 @@ _FUSION_KIND = re.compile(r'"kind":"(\w+)"')
 def read_hlo(text):
   """{instruction name: (opcode, shape, fusion kind, layer)} from compiled HLO text. An
   instruction without metadata is named by the first instruction of its body (a fusion's)
-  that has some, else by the layer of the computation it is in (a loop body's)."""
-  instructions, bodies, computation = {}, collections.defaultdict(list), None
+  that has some, else by the layer of its first operand that has one."""
+  instructions = {}
+  bodies = collections.defaultdict(list)
+  computation = None
   for line in text.splitlines():
     match = _INSTRUCTION.match(line)
     if not match:
@@ -81,19 +81,23 @@ def read_hlo(text):
     name, shape, opcode = match.groups()
     op_name, calls, kind = (_OP_NAME.search(line), _CALLS.search(line),
                             _FUSION_KIND.search(line))
-    instructions[name] = [opcode, shape, kind.group(1) if kind else "",
-                          op_name.group(1) if op_name else "", calls.group(1) if calls else None]
+    arguments = line[match.end():].split(")", 1)[0]
+    instructions[name] = {"opcode": opcode, "shape": shape, "kind": kind.group(1) if kind else "",
+                          "op_name": op_name.group(1) if op_name else "",
+                          "calls": calls.group(1) if calls else None,
+                          "operands": re.findall(r"%([\w.\-]+)", arguments)}
     bodies[computation].append(name)
   for record in instructions.values():
-    if not record[3] and record[4]:
-      record[3] = next((instructions[n][3] for n in bodies[record[4]] if instructions[n][3]), "")
-  for names in bodies.values():
-    siblings = [instructions[n][3] for n in names if instructions[n][3]]
-    for name in names:
-      if not instructions[name][3] and siblings:
-        instructions[name][3] = siblings[0].rpartition("/")[0]
-  return {name: (opcode, shape, kind, layer(op_name))
-          for name, (opcode, shape, kind, op_name, _) in instructions.items()}
+    if not record["op_name"] and record["calls"]:
+      record["op_name"] = next((instructions[n]["op_name"] for n in bodies[record["calls"]]
+                                if instructions[n]["op_name"]), "")
+  for record in instructions.values():
+    if not record["op_name"]:
+      named = [instructions[n]["op_name"] for n in record["operands"]
+               if n in instructions and instructions[n]["op_name"]]
+      record["op_name"] = named[0].rpartition("/")[0] if named else ""
+  return {name: (r["opcode"], r["shape"], r["kind"], layer(r["op_name"]))
+          for name, r in instructions.items()}
 
 
 def layer(op_name):
@@ -201,10 +205,14 @@ def main(argv):
   print(f"\n{'share':>6s}  {'operation':32s} {'category':28s} layer, shape")
   for row in results["top"]:
     print(f"{100 * row['share']:5.1f}%  {row['operation']:32s} {row['category'][:28]:28s} "
-          f"{row['layer'] or '-'}, {row['shape']}")
+          f"{_shorten(row['layer'] or '-')}, {_shorten(row['shape'])}")
   if FLAGS.output:
     with open(FLAGS.output, "w") as f:
       json.dump(results, f, indent=2)
+
+
+def _shorten(text, width=60):
+  return text if len(text) <= width else text[:width - 3] + "..."
 
 
 if __name__ == "__main__":

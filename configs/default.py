@@ -46,6 +46,12 @@ def get_config():
   config.data.validation_size = 0
   # Digits of each of the two numbers of the multi_digit task (the others ignore it).
   config.data.num_digits = 4
+  # How the two_images and multi_digit tasks make training examples of several images,
+  # one of pairing.PAIRINGS: 'fresh' (a new pairing of the training images every epoch)
+  # or 'fixed' (the neuro-symbolic literature's protocol: examples formed once, from a
+  # permutation of a fixed seed independent of config.seed, and kept for every epoch,
+  # which shuffles only their order). image_plus_number takes 'fresh' only.
+  config.data.pairing = "fresh"
 
   config.model = ml_collections.ConfigDict()
   # Conv trunk, in the order its layers run (grammar: models.parse_conv_layers); here

@@ -1,6 +1,6 @@
 """Trains configs over several seeds and writes a markdown table of their test results.
 
-    python -m experiments.compare_configs --configs=default,fast,best --seeds=3 \
+    python -m experiments.compare_configs --configs=default,best --seeds=3 \
       --data_dir=/tmp/tfds --output_dir=/tmp/compare
 
 Each config (a module of configs/) trains with seeds 0, 1, ... in OUTPUT_DIR/CONFIG/seed_S,
@@ -23,30 +23,30 @@ from adder_jax import train
 from adder_jax.errors import UserError
 from experiments import tables
 
-_CONFIGS = flags.DEFINE_list("configs", ["default", "fast", "best"],
-                             "Modules of configs/ to compare, e.g. default,best.")
-_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per config (0, 1, ...).", lower_bound=1)
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir holding (or to hold) MNIST.")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None,
-                                  "Folder with the four MNIST IDX .gz files, to prepare offline.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the runs and the table go.")
-flags.mark_flags_as_required(["output_dir"])
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_list("configs", ["default", "best"],
+                    "Modules of configs/ to compare, e.g. default,best.")
+  tables.define_run_flags(3, "Seeds per config (0, 1, ...).")
+  tables.define_set_flag()
+  flags.adopt_module_key_flags(tables)
 
 # Table columns: (metric key, header).
 COLUMNS = (("test_digit_accuracy", "digit"), ("test_sum_accuracy", "sum (fixed pairing)"),
            ("test_sum_accuracy_all_pairs", "sum, all pairs"))
 
 
-def load_config(name, seed):
+def load_config(name, seed, data_dir=None, manual_dir=None, overrides=None):
   try:
     module = importlib.import_module(f"configs.{name}")
   except ModuleNotFoundError as e:
     raise UserError(f"--configs: there is no configs/{name}.py.") from e
   config = module.get_config()
   config.seed = seed
-  config.data.data_dir = _DATA_DIR.value
-  config.data.manual_dir = _MANUAL_DIR.value
-  return config
+  tables.apply_overrides(config, overrides)
+  return tables.with_data(config, data_dir, manual_dir)
 
 
 def training_minutes(workdir):
@@ -68,11 +68,12 @@ def markdown_table(results):
 def main(argv):
   del argv  # cli.run refuses positional arguments.
   logging.set_verbosity(logging.WARNING)
-  output_dir = os.path.abspath(_OUTPUT_DIR.value)
+  output_dir = os.path.abspath(FLAGS.output_dir)
   results = {}
   with cli.exit_on_user_error():
-    configs = {name: [load_config(name, seed) for seed in range(_SEEDS.value)]
-               for name in _CONFIGS.value}
+    overrides = tables.parse_overrides(FLAGS.set)
+    configs = {name: [load_config(name, seed, FLAGS.data_dir, FLAGS.manual_dir, overrides)
+                      for seed in range(FLAGS.seeds)] for name in FLAGS.configs}
     runtime.setup([c.batch_size for runs in configs.values() for c in runs] +
                   [c.eval_batch_size for runs in configs.values() for c in runs])
     os.makedirs(output_dir, exist_ok=True)
@@ -86,8 +87,9 @@ def main(argv):
           tables.append_run(results, results_file, name, run)
           print(f"{name} seed {seed}: {run['training_minutes']:.1f} min, "
                 + ", ".join(f"{title} {record[key]:.2f}%" for key, title in COLUMNS), flush=True)
-  tables.write_table(output_dir, markdown_table(results) + tables.footnote(_SEEDS.value))
+  tables.write_table(output_dir, markdown_table(results) + tables.footnote(FLAGS.seeds))
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

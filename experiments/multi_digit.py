@@ -1,20 +1,26 @@
-"""Multi-digit MNIST addition at several N, over seeds and networks, beside the published
-figures: a markdown table and a plot of sum accuracy against N.
+"""Multi-digit MNIST addition over networks, pairings, N and seeds, beside the best
+published figures: a markdown table and a plot of sum accuracy against N.
 
-    python -m experiments.multi_digit --digits=1,2,4,15 --seeds=3 \
-      --configs=multi_digit,multi_digit_lenet --data_dir=/tmp/tfds --output_dir=/tmp/md
+    python -m experiments.multi_digit --seeds=5 --data_dir=/tmp/tfds --output_dir=/tmp/md \
+      --runs=multi_digit_lenet/fixed/1,2,4,15,100 \
+      --runs=multi_digit/fixed/4,15,100 --runs=multi_digit/fresh/4,15,100
 
-Each config (a module of configs/ with task 'multi_digit') trains at each N with seeds
-0, 1, ... in OUTPUT_DIR/CONFIG/N_DIGITS/seed_S (an interrupted run resumes), with batches
-of 120 images (60 / N examples; see `batch_size`). The table (OUTPUT_DIR/table.md and
-stdout) gives the mean ± sample standard deviation over the seeds of the last epoch's
-test sum accuracy (the most probable digits added, and the exact most probable sum), of
-the digit accuracy on the 10,000 MNIST test images, of p^(2N) for that digit accuracy p
-(the chance that all 2N digits are right), and of the training minutes; OUTPUT_DIR/
-sum_accuracy_by_digits.png plots the sum accuracy (digits added) and p^(2N) against N,
-with the published figures. Every run's final record goes to
-OUTPUT_DIR/results.jsonl. The flags --configs, --seeds, --data_dir, --manual_dir and
---output_dir are those of experiments/compare_configs.py.
+Each --runs CONFIG/PAIRING/N,N,... (CONFIG a module of configs/ with task 'multi_digit',
+PAIRING one of adder_jax.pairing.PAIRINGS) trains at each N with seeds 0, 1, ... in
+OUTPUT_DIR/CONFIG/PAIRING/N/seed_S (a finished run is only re-evaluated, an interrupted
+one resumes), with batches of 120 images (see `batch_size`). Every --set FIELD=VALUE
+overrides that config field in every run; --validation_size sets images of the training
+set aside, and the table then reports validation accuracies: choose settings that way,
+never on the test set.
+
+The table (OUTPUT_DIR/table.md and stdout) has one row per (CONFIG, PAIRING, N): the
+mean ± sample standard deviation over the seeds of the last epoch's sum accuracy (the
+most probable digits added) with the worst seed, the exact most probable sum, the digit
+accuracy on all the split's images, p^(2N) for that digit accuracy p (the chance that all
+2N digits are right), the training minutes, the best published figure at that N and
+where the row stands against it. OUTPUT_DIR/sum_accuracy_by_digits.png plots the sum
+accuracy against N with every published figure; OUTPUT_DIR/results.jsonl holds every
+run's final record.
 """
 
 import os
@@ -25,6 +31,7 @@ import matplotlib
 import numpy as np
 
 from adder_jax import cli
+from adder_jax import pairing
 from adder_jax import runtime
 from adder_jax import train
 from adder_jax.errors import UserError
@@ -34,29 +41,61 @@ from experiments import tables
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 
-_DIGITS = flags.DEFINE_list("digits", ["1", "2", "4", "15"], "Digits per number, N.")
-flags.register_validator(
-    "digits", lambda values: all(v.isdigit() and int(v) > 0 for v in values),
-    message="--digits must list whole numbers above 0, e.g. 1,2,4,15")
-flags.FLAGS.set_default("configs", ["multi_digit", "multi_digit_lenet"])
+FLAGS = flags.FLAGS
+
+# The rows of the literature's comparison: the LeNet-style network at every published N
+# under the literature's protocol, and the repository's network under both pairings.
+DEFAULT_RUNS = ("multi_digit_lenet/fixed/1,2,4,15,100", "multi_digit/fixed/4,15,100",
+                "multi_digit/fresh/4,15,100")
+
+
+def define_flags():
+  tables.define_run_flags(5, "Seeds per row (0, 1, ...).")
+  flags.DEFINE_multi_string("runs", list(DEFAULT_RUNS),
+                            "CONFIG/PAIRING/N,N,...: a config of configs/ with task "
+                            "'multi_digit', a pairing (fixed, fresh) and the digits per number.")
+  tables.define_set_flag()
+  flags.DEFINE_integer("validation_size", 0, "Training images set aside; > 0 reports "
+                       "validation accuracies instead of test ones.", lower_bound=0)
+  flags.adopt_module_key_flags(tables)
 
 # Images per batch at every N: 60,000 / 2N examples split into batches of 60 / N.
 IMAGES_PER_BATCH = 120
 
-# Published test sum accuracies of the standard protocol (mean of runs, ± standard
-# deviation where given), by N: (system, accuracy, std or None).
+# Published test sum accuracies under the literature's protocol, by N: (system, mean of
+# its runs, sample std or None). Sources, and which figures were checked against them:
+# experiments/README.md#published-figures.
 PUBLISHED = {
-    1: (("DeepStochLog", 97.9, 0.1), ("A-NeSI", 97.66, None)),
-    2: (("DeepStochLog", 96.4, None),),
-    4: (("DeepSoftLog", 93.5, 0.6), ("DeepStochLog", 92.7, None)),
-    15: (("PLIA", 79.00, 0.73), ("DeepSoftLog", 77.1, None), ("A-NeSI", 76.84, 2.82)),
+    1: (("DeepSoftLog", 98.4, None), ("CTSketch", 98.3, None), ("DeepStochLog", 97.9, 0.1),
+        ("A-NeSI", 97.66, 0.21)),
+    2: (("CTSketch", 96.7, None), ("DeepSoftLog", 96.6, None), ("DeepStochLog", 96.4, 0.1),
+        ("A-NeSI", 96.04, 0.46)),
+    4: (("DeepSoftLog", 93.5, 0.6), ("DeepStochLog", 92.7, 0.6), ("A-NeSI", 92.56, 0.79),
+        ("CTSketch", 92.5, None), ("NeSyDM", 92.49, 0.98), ("PLIA", 91.84, 0.73)),
+    15: (("PLIA", 79.00, 0.73), ("NeSyDM", 77.29, 1.40), ("DeepSoftLog", 77.1, 1.6),
+         ("A-NeSI", 76.84, 2.82), ("CTSketch", 74.8, None)),
+    100: (("DeepSoftLog", 25.6, None), ("CTSketch", 23.5, None)),
 }
+
+
+def parse_runs(specs):
+  """[(config, pairing, N)] of the --runs specs, in their order; UserError if malformed."""
+  runs = []
+  for spec in specs:
+    parts = spec.split("/")
+    if (len(parts) != 3 or parts[1] not in pairing.PAIRINGS
+        or not all(n.isdigit() and int(n) > 0 for n in parts[2].split(","))):
+      raise UserError(f"--runs {spec!r}: write CONFIG/PAIRING/N,N,... with PAIRING one of "
+                      f"{', '.join(pairing.PAIRINGS)}, e.g. multi_digit/fixed/4,15.")
+    runs += [(parts[0], parts[1], int(n)) for n in parts[2].split(",")]
+  return runs
 
 
 def batch_size(num_digits):
   """Examples (pairs of numbers) per batch: IMAGES_PER_BATCH images, or the nearest
-  whole number of examples below."""
-  return max(1, IMAGES_PER_BATCH // (2 * num_digits))
+  whole number of examples below, and at least 2 (so that a batch splits over two
+  devices)."""
+  return max(2, IMAGES_PER_BATCH // (2 * num_digits))
 
 
 def all_digits_right(digit_accuracy, num_digits):
@@ -64,99 +103,131 @@ def all_digits_right(digit_accuracy, num_digits):
   return 100.0 * (digit_accuracy / 100.0) ** (2 * num_digits)
 
 
-def load_config(name, num_digits, seed):
-  config = compare_configs.load_config(name, seed)
+def make_config(name, pairing_name, num_digits, seed, overrides=None, validation_size=0,
+                data_dirs=(None, None)):
+  config = compare_configs.load_config(name, seed, *data_dirs)
   if config.task != "multi_digit":
-    raise UserError(f"--configs: configs/{name}.py trains task {config.task!r}, not "
+    raise UserError(f"--runs: configs/{name}.py trains task {config.task!r}, not "
                     "'multi_digit'.")
   config.data.num_digits = num_digits
+  config.data.pairing = pairing_name
+  config.data.validation_size = validation_size
   config.batch_size = batch_size(num_digits)
-  return config
+  # The overrides win over the row's settings.
+  return tables.apply_overrides(config, overrides)
 
 
-def _published_cell(num_digits):
-  systems = PUBLISHED.get(num_digits, ())
-  return "; ".join(f"{system} {value:.2f}" + (f" ± {std:.2f}" if std else "")
-                   for system, value, std in systems) or "–"
+def standing(accuracies, best):
+  """Where a row's sum accuracies stand against the best published mean: 'above' only if
+  their mean minus one sample standard deviation is above it, 'below' if their mean plus
+  one is below it, else 'within'."""
+  mean = np.mean(accuracies)
+  std = np.std(accuracies, ddof=1) if len(accuracies) > 1 else 0.0
+  return "above" if mean - std > best else "below" if mean + std < best else "within"
 
 
-def markdown_table(results):
-  """One row per (config, N)."""
-  header = ["network", "N", "epochs", "sum: digits added", "sum: most probable",
-            "digit", "p^(2N)", "training minutes", "published"]
+def _best_published(num_digits):
+  systems = PUBLISHED.get(num_digits)
+  return max(systems, key=lambda s: s[1]) if systems else None
+
+
+def markdown_table(results, split="test"):
+  """One row per (config, pairing, N), accuracies of `split` ('test' or 'validation')."""
+  header = ["network", "pairing", "N", "epochs", "sum: digits added", "worst seed",
+            "sum: most probable", "digit", "p^(2N)", "training minutes", "best published",
+            "against it"]
   rows = []
-  for (name, num_digits), runs in results.items():
+  for (name, pairing_name, num_digits), runs in results.items():
     records = [run["record"] for run in runs]
-    digit = [r["test_digit_accuracy"] for r in records]
+    sums = [r[f"{split}_sum_accuracy"] for r in records]
+    digit = [r[f"{split}_digit_accuracy"] for r in records]
+    best = _best_published(num_digits)
     rows.append([
-        f"`{name}`", str(num_digits), str(records[0]["epoch"]),
-        tables.mean_std([r["test_sum_accuracy"] for r in records]),
-        tables.mean_std([r["test_sum_accuracy_most_probable"] for r in records]),
+        f"`{name}`", pairing_name, str(num_digits), str(records[0]["epoch"]),
+        tables.mean_std(sums), f"{min(sums):.2f}",
+        tables.mean_std([r[f"{split}_sum_accuracy_most_probable"] for r in records]),
         tables.mean_std(digit),
         tables.mean_std([all_digits_right(d, num_digits) for d in digit]),
         tables.mean_std([run["training_minutes"] for run in runs], digits=1),
-        _published_cell(num_digits)])
+        (f"{best[1]:.2f}" + (f" ± {best[2]:.2f}" if best[2] else "") + f" {best[0]}")
+        if best else "–",
+        standing(sums, best[1]) if best else "–"])
   return tables.markdown(header, rows)
 
 
-def plot(results, path):
-  """Sum accuracy against N per config (mean and std over seeds), the p^(2N) curve of
-  each config's mean digit accuracy, and the published figures."""
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  names = list(dict.fromkeys(name for name, _ in results))
-  for color, name in zip(("C0", "C1", "C2", "C4"), names):
-    digits = sorted(n for config, n in results if config == name)
-    sums = [[run["record"]["test_sum_accuracy"] for run in results[name, n]] for n in digits]
+def plot(results, path, split="test"):
+  """Sum accuracy against N per (config, pairing) (mean and std over seeds), the p^(2N)
+  curve of each one's mean digit accuracy, and every published figure."""
+  fig, ax = plt.subplots(figsize=(7.5, 4.8))
+  lines = list(dict.fromkeys((name, pairing_name) for name, pairing_name, _ in results))
+  for color, (name, pairing_name) in zip(("C0", "C1", "C2", "C4", "C5", "C6"), lines):
+    digits = sorted(n for c, p, n in results if (c, p) == (name, pairing_name))
+    sums = [[run["record"][f"{split}_sum_accuracy"] for run in results[name, pairing_name, n]]
+            for n in digits]
     spread = [np.std(s, ddof=1) if len(s) > 1 else 0.0 for s in sums]
-    ax.errorbar(digits, [np.mean(s) for s in sums], yerr=spread,
-                marker="o", capsize=3, color=color, label=f"{name}: sum accuracy")
-    p = np.mean([run["record"]["test_digit_accuracy"]
-                 for n in digits for run in results[name, n]])
-    curve = np.linspace(1, max(digits), 100)
-    ax.plot(curve, all_digits_right(p, curve), "--", color=color,
-            label=f"{name}: p^(2N), p = {p:.2f}% (mean digit accuracy)")
+    ax.errorbar(digits, [np.mean(s) for s in sums], yerr=spread, marker="o", capsize=3,
+                color=color, label=f"{name}, {pairing_name}: sum accuracy")
+    p = np.mean([run["record"][f"{split}_digit_accuracy"]
+                 for n in digits for run in results[name, pairing_name, n]])
+    curve = np.geomspace(1, max(digits), 100)
+    ax.plot(curve, all_digits_right(p, curve), "--", color=color, alpha=0.6,
+            label=f"p^(2N), p = {p:.2f}%")
+  markers = {}
   for n, systems in sorted(PUBLISHED.items()):
-    best = max(systems, key=lambda s: s[1])
-    ax.plot([n], [best[1]], "kx")
-    ax.annotate(best[0], (n, best[1]), textcoords="offset points", xytext=(4, -10), fontsize=8)
-  ax.plot([], [], "kx", label="best published figure")
+    for system, value, _ in systems:
+      marker = markers.setdefault(system, "xo+sdv^<>"[len(markers)])
+      ax.plot([n], [value], marker, color="k", fillstyle="none", markersize=5,
+              label=system if n == min(k for k, s in PUBLISHED.items()
+                                       if system in (x[0] for x in s)) else None)
+  ax.set_xscale("log")
   ax.set_xlabel("digits per number, N")
-  ax.set_ylabel("test sum accuracy (%)")
+  ax.set_ylabel(f"{split} sum accuracy (%)")
   ax.set_title("Multi-digit MNIST addition, learned from the sum alone")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=8, loc="lower left")
+  ax.legend(fontsize=7, loc="lower left", ncol=2)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
 
 
+def run_all(runs, seeds, output_dir, overrides=None, validation_size=0,
+            data_dirs=(None, None)):
+  """Trains every (config, pairing, N) of `runs` with seeds 0 .. seeds-1 (finished runs
+  are only re-evaluated) on the MNIST of `data_dirs` (data_dir, manual_dir), writing
+  results.jsonl, the table and the plot in `output_dir`; returns the results,
+  {(config, pairing, N): [run, ...]}."""
+  split = "validation" if validation_size else "test"
+  jobs = [(name, p, n, seed,
+           make_config(name, p, n, seed, overrides, validation_size, data_dirs))
+          for name, p, n in runs for seed in range(seeds)]
+  runtime.setup([c.batch_size for *_, c in jobs] + [c.eval_batch_size for *_, c in jobs])
+  os.makedirs(output_dir, exist_ok=True)
+  results = {}
+  with open(os.path.join(output_dir, "results.jsonl"), "w") as results_file:
+    for name, pairing_name, n, seed, config in jobs:
+      workdir = os.path.join(output_dir, name, pairing_name, str(n), f"seed_{seed}")
+      record = train.train_and_evaluate(config, workdir)
+      run = {"config": name, "pairing": pairing_name, "num_digits": n, "seed": seed,
+             "training_minutes": compare_configs.training_minutes(workdir), "record": record}
+      tables.append_run(results, results_file, (name, pairing_name, n), run)
+      print(f"{name} {pairing_name} N={n} seed {seed}: {run['training_minutes']:.1f} min, "
+            f"{split} digit {record[f'{split}_digit_accuracy']:.2f}%, sum "
+            f"{record[f'{split}_sum_accuracy']:.2f}%", flush=True)
+  plot(results, os.path.join(output_dir, "sum_accuracy_by_digits.png"), split)
+  tables.write_table(output_dir, markdown_table(results, split) + tables.footnote(seeds)
+                     .replace("Test accuracies", f"{split.capitalize()} accuracies"))
+  return results
+
+
 def main(argv):
   del argv  # cli.run refuses positional arguments.
   logging.set_verbosity(logging.WARNING)
-  # pylint: disable=protected-access
-  output_dir = os.path.abspath(compare_configs._OUTPUT_DIR.value)
-  seeds = compare_configs._SEEDS.value
-  results = {}
   with cli.exit_on_user_error():
-    digits = [int(n) for n in _DIGITS.value]
-    runs = [(name, n, seed, load_config(name, n, seed))
-            for name in compare_configs._CONFIGS.value
-            for n in digits for seed in range(seeds)]
-    runtime.setup([c.batch_size for *_, c in runs] + [c.eval_batch_size for *_, c in runs])
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "results.jsonl"), "w") as results_file:
-      for name, n, seed, config in runs:
-        workdir = os.path.join(output_dir, name, str(n), f"seed_{seed}")
-        record = train.train_and_evaluate(config, workdir)
-        run = {"config": name, "num_digits": n, "seed": seed,
-               "training_minutes": compare_configs.training_minutes(workdir), "record": record}
-        tables.append_run(results, results_file, (name, n), run)
-        print(f"{name} N={n} seed {seed}: {run['training_minutes']:.1f} min, digit "
-              f"{record['test_digit_accuracy']:.2f}%, sum {record['test_sum_accuracy']:.2f}% "
-              f"(most probable {record['test_sum_accuracy_most_probable']:.2f}%)", flush=True)
-  plot(results, os.path.join(output_dir, "sum_accuracy_by_digits.png"))
-  tables.write_table(output_dir, markdown_table(results) + tables.footnote(seeds))
+    run_all(parse_runs(FLAGS.runs), FLAGS.seeds, os.path.abspath(FLAGS.output_dir),
+            tables.parse_overrides(FLAGS.set), FLAGS.validation_size,
+            (FLAGS.data_dir, FLAGS.manual_dir))
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -27,14 +27,17 @@ from experiments import photo_digits
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-flags.DEFINE_string("workdir", None, "Training workdir whose model predicts.", required=True)
-flags.DEFINE_string("mnist_dir", None,
-                    "Folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz.",
-                    required=True)
-flags.DEFINE_integer("count", 200, "How many test images to save and predict.")
-flags.DEFINE_integer("seed", 0, "Seeds the choice of images and their numbers.")
-flags.DEFINE_string("out_dir", None, "Where to save the image files (default: a temporary folder).")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string("workdir", None, "Training workdir whose model predicts.", required=True)
+  flags.DEFINE_string("mnist_dir", None,
+                      "Folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz.",
+                      required=True)
+  flags.DEFINE_integer("count", 200, "How many test images to save and predict.")
+  flags.DEFINE_integer("seed", 0, "Seeds the choice of images and their numbers.")
+  flags.DEFINE_string("out_dir", None, "Where to save the image files (default: a temporary folder).")
 
 
 def read_idx(path, header_bytes):
@@ -94,4 +97,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -32,23 +32,20 @@ from adder_jax import train
 from configs import default
 from experiments import tables
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir holding (or to hold) MNIST.")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None,
-                                  "Folder with the four MNIST IDX .gz files, to prepare offline.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the runs and the table go.")
-_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per cell (0, 1, ...).", lower_bound=1)
-_EPOCHS = flags.DEFINE_integer("epochs", 2, "Epochs of each image + number run.", lower_bound=1)
-_TWO_IMAGE_EPOCHS = flags.DEFINE_integer("two_image_epochs", 4,
-                                         "Epochs of each two-image run.", lower_bound=1)
-_TWO_IMAGE_BATCH_SIZE = flags.DEFINE_integer(
-    "two_image_batch_size", 100, "Pairs per two-image batch (100 divides the 30,000 pairs).",
-    lower_bound=1)
-_CONV_LAYERS = flags.DEFINE_string(
-    "conv_layers", None, "Overrides config.model.conv_layers in every run (default: keep "
-    "configs/default.py's), e.g. a smaller trunk to fit a CPU time budget.")
-_HOLDOUT = flags.DEFINE_string("holdout_pairs", "10",
-                               "data.holdout_pairs of the held-out cells.")
-flags.mark_flags_as_required(["output_dir"])
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  tables.define_run_flags(3, "Seeds per cell (0, 1, ...).")
+  flags.DEFINE_integer("epochs", 2, "Epochs of each image + number run.", lower_bound=1)
+  flags.DEFINE_integer("two_image_epochs", 4, "Epochs of each two-image run.", lower_bound=1)
+  flags.DEFINE_integer("two_image_batch_size", 100,
+                       "Pairs per two-image batch (100 divides the 30,000 pairs).", lower_bound=1)
+  flags.DEFINE_string("conv_layers", None, "Overrides config.model.conv_layers in every run "
+                      "(default: keep configs/default.py's), e.g. a smaller trunk to fit a CPU "
+                      "time budget.")
+  flags.DEFINE_string("holdout_pairs", "10", "data.holdout_pairs of the held-out cells.")
+  flags.adopt_module_key_flags(tables)
 
 # Table columns: (metric key, header). A run without the metric shows a dash.
 COLUMNS = (
@@ -64,27 +61,26 @@ def grid_cells():
   """(name, overrides) of every cell; overrides are dotted config paths."""
   cells = []
   for sum_head, holdout, supervision in itertools.product(
-      models.SUM_HEADS, ("", _HOLDOUT.value), objectives.SUPERVISIONS):
+      models.SUM_HEADS, ("", FLAGS.holdout_pairs), objectives.SUPERVISIONS):
     if holdout and supervision == "digit_only":
       # Digit-only training never reads the numbers, so holding pairs out changes nothing.
       continue
     name = f"number-{sum_head}-holdout{holdout or 'none'}-{supervision}"
     cells.append((name, {"model.sum_head": sum_head, "data.holdout_pairs": holdout,
-                         "supervision": supervision, "num_epochs": _EPOCHS.value}))
+                         "supervision": supervision, "num_epochs": FLAGS.epochs}))
   for sum_head in models.SUM_HEADS:
     cells.append((f"two_images-{sum_head}-sum_only", {
         "task": "two_images", "model.sum_head": sum_head, "supervision": "sum_only",
-        "num_epochs": _TWO_IMAGE_EPOCHS.value, "batch_size": _TWO_IMAGE_BATCH_SIZE.value}))
+        "num_epochs": FLAGS.two_image_epochs, "batch_size": FLAGS.two_image_batch_size}))
   return cells
 
 
 def make_config(overrides, seed):
   config = default.get_config()
   config.seed = seed
-  config.data.data_dir = _DATA_DIR.value
-  config.data.manual_dir = _MANUAL_DIR.value
-  if _CONV_LAYERS.value:
-    config.model.conv_layers = _CONV_LAYERS.value
+  tables.with_data(config, FLAGS.data_dir, FLAGS.manual_dir)
+  if FLAGS.conv_layers:
+    config.model.conv_layers = FLAGS.conv_layers
   config.update_from_flattened_dict(overrides)
   return config
 
@@ -108,14 +104,14 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   configs = [make_config(overrides, 0) for _, overrides in grid_cells()]
   runtime.setup([c.batch_size for c in configs] + [c.eval_batch_size for c in configs])
-  output_dir = os.path.abspath(_OUTPUT_DIR.value)
+  output_dir = os.path.abspath(FLAGS.output_dir)
   os.makedirs(output_dir, exist_ok=True)
   start = time.perf_counter()
   results = {}
   results_path = os.path.join(output_dir, "results.jsonl")
   with cli.exit_on_user_error(), open(results_path, "w") as results_file:
     for name, overrides in grid_cells():
-      for seed in range(_SEEDS.value):
+      for seed in range(FLAGS.seeds):
         config = make_config(overrides, seed)
         t0 = time.perf_counter()
         record = train.train_and_evaluate(config, os.path.join(output_dir, name, f"seed_{seed}"))
@@ -126,8 +122,9 @@ def main(argv):
   minutes = (time.perf_counter() - start) / 60
   tables.write_table(output_dir, markdown_table(results) + (
       f"\nTest accuracies (%) after the last epoch: mean ± sample standard deviation "
-      f"over {_SEEDS.value} seeds. Grid wall time {minutes:.1f} min.\n"))
+      f"over {FLAGS.seeds} seeds. Grid wall time {minutes:.1f} min.\n"))
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

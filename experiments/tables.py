@@ -1,11 +1,63 @@
-"""The results files and markdown tables that the experiment scripts share."""
+"""What the experiment scripts share: their common flags, config overrides, results files
+and markdown tables."""
 
+import ast
 import json
 import os
 
+from absl import flags
 import numpy as np
 
+from adder_jax.errors import UserError
 from benchmarks import machine
+
+
+def define_run_flags(seeds, seeds_help):
+  """The flags every experiment script has: where MNIST is, where the runs go, and how
+  many seeds. Scripts define their flags only when they run as the program, so that any of
+  them can be imported together."""
+  flags.DEFINE_string("data_dir", None, "tfds data_dir holding (or to hold) MNIST.")
+  flags.DEFINE_string("manual_dir", None,
+                      "Folder with the four MNIST IDX .gz files, to prepare offline.")
+  flags.DEFINE_string("output_dir", None, "Where the runs and the table go.")
+  flags.DEFINE_integer("seeds", seeds, seeds_help, lower_bound=1)
+  flags.mark_flags_as_required(["output_dir"])
+
+
+def define_set_flag():
+  flags.DEFINE_multi_string("set", [], "FIELD=VALUE: a config override for every run, e.g. "
+                            "optimizer.learning_rate=1e-2 (a Python literal, else a string).")
+
+
+def parse_overrides(settings):
+  """{field: value} of the --set FIELD=VALUE settings."""
+  overrides = {}
+  for setting in settings:
+    field, equals, text = setting.partition("=")
+    if not equals or not field:
+      raise UserError(f"--set {setting!r}: write FIELD=VALUE, e.g. num_epochs=10.")
+    try:
+      overrides[field] = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      overrides[field] = text
+  return overrides
+
+
+def apply_overrides(config, overrides):
+  """`config` with the {field: value} of parse_overrides set; UserError if one does not fit."""
+  try:
+    config.update_from_flattened_dict(overrides or {})
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    raise UserError(f"--set: {e}") from e
+  return config
+
+
+def with_data(config, data_dir, manual_dir):
+  """`config` reading MNIST from `data_dir` (tfds), prepared from `manual_dir` if given
+  (the values of --data_dir and --manual_dir)."""
+  config.data.data_dir = data_dir
+  config.data.manual_dir = manual_dir
+  return config
 
 
 def mean_std(values, digits=2):

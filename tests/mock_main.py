@@ -93,4 +93,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  adder_main.define_flags()
   cli.run(main)

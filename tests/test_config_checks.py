@@ -26,7 +26,9 @@ def _config(**overrides):
     {"data__holdout_pairs": "10"}, {"data__validation_size": 5000},
     # Spellings of "nothing held out" pass with any task.
     {"task": "two_images", "data__holdout_pairs": "0"},
-    {"task": "two_images", "data__holdout_pairs": " "}])
+    {"task": "two_images", "data__holdout_pairs": " "},
+    {"task": "two_images", "supervision": "sum_only", "model__sum_head": "exact",
+     "data__pairing": "fixed"}])
 def test_valid_configs_pass(overrides):
   config_checks.validate(_config(**overrides))
 
@@ -42,6 +44,9 @@ def test_valid_configs_pass(overrides):
      "config.task='two_images' holds out no pairs, got config.data.holdout_pairs='3\\+4'"),
     ({"model__sum_head": "exact", "loss__label_smoothing": 0.1}, "label_smoothing must be 0"),
     ({"data__validation_size": -1}, "validation_size must be a whole number"),
+    ({"data__pairing": "once"}, "config.data.pairing 'once' is unknown; choose one of fresh, fixed"),
+    ({"data__pairing": "fixed"}, "config.task='image_plus_number' pairs each image with a fresh "
+                                 "number, got config.data.pairing='fixed'"),
 ])
 def test_bad_task_options_are_user_errors(overrides, match):
   with pytest.raises(UserError, match=match):

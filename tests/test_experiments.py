@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from adder_jax.errors import UserError
+from conftest import mock_mnist
 from experiments import tables
 
 
@@ -22,28 +24,72 @@ def test_markdown_table():
 
 
 def _multi_digit_results():
-  """Results of experiments/multi_digit.py's shape: two configs, N = 1 and 15, 2 seeds."""
+  """Results of experiments/multi_digit.py's shape: two rows at N = 1 and 15, 2 seeds."""
   results = {}
-  for name, digit in (("multi_digit", 99.5), ("multi_digit_lenet", 99.0)):
+  for name, pairing, digit in (("multi_digit", "fresh", 99.5), ("multi_digit_lenet", "fixed", 99.0)):
     for n in (1, 15):
-      results[name, n] = [{"training_minutes": 1.0 + seed, "record": {
+      results[name, pairing, n] = [{"training_minutes": 1.0 + seed, "record": {
           "epoch": 8, "test_digit_accuracy": digit + 0.1 * seed,
           "test_sum_accuracy": 90.0 + seed, "test_sum_accuracy_most_probable": 90.5 + seed}}
-                          for seed in (0, 1)]
+                                   for seed in (0, 1)]
   return results
 
 
 def test_multi_digit_table_and_plot(tmp_path):
   from experiments import multi_digit
-  assert [multi_digit.batch_size(n) for n in (1, 2, 4, 15)] == [60, 30, 15, 4]
+  assert [multi_digit.batch_size(n) for n in (1, 2, 4, 15, 100)] == [60, 30, 15, 4, 2]
   assert multi_digit.all_digits_right(99.5, 15) == pytest.approx(100 * 0.995 ** 30)
   table = multi_digit.markdown_table(_multi_digit_results()).splitlines()
   assert len(table) == 2 + 4
   row = table[-1].split(" | ")
-  assert row[:6] == ["| `multi_digit_lenet`", "15", "8", "90.50 ± 0.71", "91.00 ± 0.71",
-                     "99.05 ± 0.07"]
-  assert row[6] == tables.mean_std([100 * 0.990 ** 30, 100 * 0.991 ** 30])
-  assert "PLIA 79.00 ± 0.73" in row[-1]
+  assert row[:8] == ["| `multi_digit_lenet`", "fixed", "15", "8", "90.50 ± 0.71", "90.00",
+                     "91.00 ± 0.71", "99.05 ± 0.07"]
+  assert row[8] == tables.mean_std([100 * 0.990 ** 30, 100 * 0.991 ** 30])
+  assert row[-2:] == ["79.00 ± 0.73 PLIA", "above |"]
   path = tmp_path / "plot.png"
   multi_digit.plot(_multi_digit_results(), str(path))
   assert path.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("accuracies, standing", [
+    ([80.0, 82.0], "above"),   # 81 - 1.41 > 79
+    ([78.5, 80.5], "within"),  # 79.5 - 1.41 < 79 < 79.5 + 1.41
+    ([76.0, 77.0], "below"),   # 76.5 + 0.71 < 79
+])
+def test_a_row_is_above_the_best_published_only_by_more_than_its_std(accuracies, standing):
+  from experiments import multi_digit
+  assert multi_digit.standing(accuracies, 79.0) == standing
+
+
+def test_runs_and_overrides_are_parsed_or_refused():
+  from experiments import multi_digit
+  assert multi_digit.parse_runs(["multi_digit/fixed/4,15", "multi_digit_lenet/fresh/1"]) == [
+      ("multi_digit", "fixed", 4), ("multi_digit", "fixed", 15),
+      ("multi_digit_lenet", "fresh", 1)]
+  assert tables.parse_overrides(["num_epochs=10", "model.conv_layers=16M 32M"]) == {
+      "num_epochs": 10, "model.conv_layers": "16M 32M"}
+  for bad in ("multi_digit/once/4", "multi_digit/fixed", "multi_digit/fixed/0"):
+    with pytest.raises(UserError, match="write CONFIG/PAIRING/N"):
+      multi_digit.parse_runs([bad])
+  with pytest.raises(UserError, match="write FIELD=VALUE"):
+    tables.parse_overrides(["num_epochs"])
+
+
+@pytest.mark.slow
+def test_multi_digit_script_on_mock_mnist_at_n_1_and_100(tmp_path):
+  """The script's whole loop, N = 1 and N = 100, on mock MNIST: its 800 training images
+  make 4 examples of two 100-digit numbers, 2 batches of 2."""
+  from experiments import multi_digit
+  with mock_mnist(num_examples=800):
+    results = multi_digit.run_all(
+        [("multi_digit_lenet", "fixed", 1), ("multi_digit_lenet", "fixed", 100)], 2,
+        str(tmp_path), {"num_epochs": 1, "eval_batch_size": 400},
+        data_dirs=(str(tmp_path / "tfds"), None))
+  assert sorted(results) == [("multi_digit_lenet", "fixed", 1), ("multi_digit_lenet", "fixed", 100)]
+  assert all(len(runs) == 2 for runs in results.values())
+  table = (tmp_path / "table.md").read_text().splitlines()
+  assert table[2].startswith("| `multi_digit_lenet` | fixed | 1 | 1 |")
+  assert table[3].startswith("| `multi_digit_lenet` | fixed | 100 | 1 |")
+  assert "25.60 DeepSoftLog" in table[3]
+  assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 4
+  assert (tmp_path / "sum_accuracy_by_digits.png").stat().st_size > 10_000

@@ -164,6 +164,17 @@ def test_help_on_every_entry_point_exits_0_and_shows_the_config_overrides():
     assert summary.splitlines()[0] in out, (module, out)
 
 
+def test_every_entry_point_imports_beside_the_others():
+  """Scripts define their flags only when they run, so a test (or a user's notebook) can
+  import any set of them without a duplicate-flag error."""
+  modules = [m for m in ENTRY_POINTS if m != "benchmarks.torch_reference"
+             or importlib.util.find_spec("torch")]
+  result = subprocess.run([sys.executable, "-c", "import importlib, sys\n"
+                           "for m in sys.argv[1:]: importlib.import_module(m)", *modules],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+
+
 def test_every_entry_point_is_in_the_help_test():
   """Each module with a `__main__` block is listed in ENTRY_POINTS."""
   found = set()

@@ -42,6 +42,42 @@ def test_each_epoch_uses_every_training_image_once(num_digits, batch_size):
   assert not np.array_equal(plans[0], plans[1])  # Reshuffled every epoch.
 
 
+def _examples(plan):
+  """The examples of a plan, as a set of ((digits of the first number), (of the second))."""
+  batches = np.asarray(jax.device_get(plan["batch_indices"]))
+  return {tuple(map(tuple, example)) for example in batches.reshape(-1, *batches.shape[2:])}
+
+
+def test_fresh_pairing_splits_a_new_permutation_every_epoch():
+  key = jax.random.key(3)
+  plan = pairing.number_pair_epoch_plan(key, 1, 600, 5, 4, "fresh")
+  order = jax.random.permutation(jax.random.fold_in(key, 1), 600)
+  np.testing.assert_array_equal(plan["batch_indices"], np.reshape(order, (15, 5, 2, 4)))
+
+
+@pytest.mark.parametrize("num_digits, batch_size", [(1, 60), (4, 15), (15, 4)])
+def test_fixed_pairing_keeps_the_examples_and_shuffles_their_order(num_digits, batch_size):
+  plans = [pairing.number_pair_epoch_plan(jax.random.key(seed), epoch, 60_000, batch_size,
+                                          num_digits, "fixed")
+           for seed, epoch in ((0, 0), (0, 1), (7, 0))]
+  for plan in plans:
+    np.testing.assert_array_equal(np.sort(np.ravel(plan["batch_indices"])), np.arange(60_000))
+  # The same examples in every epoch, and whatever the run's seed; a new order.
+  assert _examples(plans[0]) == _examples(plans[1]) == _examples(plans[2])
+  assert len(_examples(plans[0])) == 60_000 // (2 * num_digits)
+  assert not np.array_equal(plans[0]["batch_indices"], plans[1]["batch_indices"])
+  fresh = pairing.number_pair_epoch_plan(jax.random.key(0), 1, 60_000, batch_size, num_digits)
+  assert len(_examples(plans[0]) & _examples(fresh)) < 0.01 * len(_examples(fresh))
+
+
+def test_fixed_pairs_of_the_two_image_task():
+  plans = [pairing.two_image_epoch_plan(jax.random.key(0), epoch, 1_000, 50, "fixed")
+           for epoch in (0, 1)]
+  pairs = [{tuple(p) for p in np.asarray(plan["batch_indices"]).reshape(-1, 2).tolist()}
+           for plan in plans]
+  assert len(pairs[0]) == 500 and pairs[0] == pairs[1]
+
+
 def test_fifteen_digit_labels_are_exact():
   rng = np.random.default_rng(0)
   labels = rng.integers(0, 10, 600).astype(np.int32)
@@ -82,6 +118,7 @@ def test_training_examples_per_epoch():
     ({"supervision": "both"}, "learns from the sum alone"),
     ({"sum_head": "mlp"}, "needs config.model.sum_head='exact', got 'mlp'"),
     ({"holdout_pairs": "3+4"}, "holds out no pairs, got config.data.holdout_pairs='3+4'"),
+    ({"pairing": "once"}, "config.data.pairing 'once' is unknown; choose one of fresh, fixed."),
 ])
 def test_bad_settings_are_refused(change, words):
   config = multi_digit.get_config()
@@ -91,6 +128,7 @@ def test_bad_settings_are_refused(change, words):
   config.data.validation_size = change.get("validation_size", 0)
   config.loss.label_smoothing = change.get("label_smoothing", 0.0)
   config.data.holdout_pairs = change.get("holdout_pairs", "")
+  config.data.pairing = change.get("pairing", "fresh")
   with pytest.raises(UserError, match=re.escape(words)):
     config_checks.validate(config)
 
@@ -161,26 +199,34 @@ def test_command_line_trains_the_multi_digit_config_on_mock_data(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def unbroken_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("unbroken")
-  config = _small_config(workdir / "tfds")
-  return config, _train(config, workdir)
+def unbroken_runs(tmp_path_factory):
+  """pairing -> (config, metrics records) of an unbroken run, trained once per module."""
+  runs = {}
+
+  def run(pairing_name):
+    if pairing_name not in runs:
+      workdir = tmp_path_factory.mktemp(f"unbroken_{pairing_name}")
+      config = _small_config(workdir / "tfds")
+      config.data.pairing = pairing_name
+      runs[pairing_name] = config, _train(config, workdir)
+    return runs[pairing_name]
+  return run
+
+
+@pytest.fixture
+def unbroken_run(unbroken_runs):
+  return unbroken_runs("fresh")
 
 
 @pytest.mark.slow
-def test_an_interrupted_run_resumes_exactly(unbroken_run, tmp_path, monkeypatch):
-  config, records = unbroken_run
+@pytest.mark.parametrize("pairing_name", pairing.PAIRINGS)
+def test_an_interrupted_run_resumes_exactly(pairing_name, unbroken_runs, tmp_path, monkeypatch):
+  config, records = unbroken_runs(pairing_name)
   # Stopped in the middle of epoch 2 (after its first chunk), at step 5.
   with ctrl_c_after_chunk(monkeypatch, 3), pytest.raises(interrupts.TrainingInterrupted,
                                                           match="at step 5"):
     _train(config, tmp_path)
-  resumed = _without_timings(_train(config, tmp_path))
-  unbroken = _without_timings(records)
-  assert resumed[0] == unbroken[0]
-  # The resumed epoch's train_* metrics cover only the steps it ran; the rest, from the
-  # final state, are the same.
-  after = lambda record: {k: v for k, v in record.items() if not k.startswith("train_")}
-  assert after(resumed[1]) == after(unbroken[1])
+  assert _without_timings(_train(config, tmp_path)) == _without_timings(records)
 
 
 @pytest.mark.slow

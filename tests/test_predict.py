@@ -297,6 +297,15 @@ def test_checkpoint_from_another_model_config(trained_workdir, tmp_path, images,
   assert_one_line_error(status, err, "does not fit this model config")
 
 
+def test_a_config_without_data_pairing_reads_as_fresh(tmp_path, trained_workdir):
+  workdir = tmp_path / "workdir"
+  shutil.copytree(trained_workdir, workdir)
+  saved = json.loads((workdir / "config.json").read_text())
+  del saved["data"]["pairing"]
+  (workdir / "config.json").write_text(json.dumps(saved))
+  assert inference.load_config(str(workdir)).data.pairing == "fresh"
+
+
 def test_unreadable_config(tmp_path, trained_workdir, images, capsys):
   workdir = tmp_path / "workdir"
   shutil.copytree(trained_workdir, workdir)
