@@ -6,12 +6,11 @@ Every candidate of CANDIDATES is configs/default.py with its overrides, trained 
 --validation_size training images set aside (config.data.validation_size: the same
 images for every run) for --seeds seeds, in OUTPUT_DIR/CANDIDATE/seed_S, so an
 interrupted search resumes where it stopped. The table (mean ± sample standard deviation
-and the worst seed of the last epoch's validation sum accuracy, and the training seconds:
-the epochs' seconds from metrics.jsonl, without compilation and evaluation) goes to
-OUTPUT_DIR/table.md and stdout, every run's final record to OUTPUT_DIR/results.jsonl.
-`--only=NAME,NAME` trains a subset. configs/fast.py and configs/fast_99_5.py are the
-fastest candidates whose mean reached 99.3% and 99.5%; benchmarks/benchmark.py then
-measures them on the test set (benchmarks/README.md).
+and the worst seed of the last epoch's validation accuracies) goes to OUTPUT_DIR/table.md
+and stdout, every run's final record to OUTPUT_DIR/results.jsonl. `--only=NAME,NAME`
+trains a subset. A candidate's cost is its epochs times its network's time per epoch,
+which benchmarks/benchmark.py measures on an otherwise idle machine; the training
+seconds in results.jsonl are only as good as the machine was idle.
 """
 
 import os
@@ -27,16 +26,15 @@ from adder_jax.errors import UserError
 from configs import default
 from experiments import tables
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir holding (or to hold) MNIST.")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None,
-                                  "Folder with the four MNIST IDX .gz files, to prepare offline.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the runs and the table go.")
-_SEEDS = flags.DEFINE_integer("seeds", 2, "Seeds per candidate (0, 1, ...).", lower_bound=1)
-_VALIDATION_SIZE = flags.DEFINE_integer("validation_size", 10_000,
-                                        "Training images set aside for validation.",
-                                        lower_bound=1)
-_ONLY = flags.DEFINE_list("only", [], "Train only these candidates (default: all).")
-flags.mark_flags_as_required(["output_dir"])
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  tables.define_run_flags(2, "Seeds per candidate (0, 1, ...).")
+  flags.DEFINE_integer("validation_size", 10_000, "Training images set aside for validation.",
+                       lower_bound=1)
+  flags.DEFINE_list("only", [], "Train only these candidates (default: all).")
+  flags.adopt_module_key_flags(tables)
 
 _LEAN = {"model.dropout_rate": 0.0}
 _LEAN_LS = {"model.dropout_rate": 0.0, "loss.label_smoothing": 0.1}
@@ -68,6 +66,25 @@ CANDIDATES = (
                             **_THREE_QUARTER_WIDTH}),
     ("e2_half_lr6_lean_ls", {"num_epochs": 2, "optimizer.learning_rate": 6e-3, **_LEAN_LS,
                              **_HALF_WIDTH}),
+    ("e1_lr10_lean_ls2", {"num_epochs": 1, "optimizer.learning_rate": 1e-2, **_LEAN,
+                          "loss.label_smoothing": 0.2}),
+    ("e2_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2, **_LEAN,
+                          "loss.label_smoothing": 0.2}),
+    ("e2_w24_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2, **_LEAN,
+                              "loss.label_smoothing": 0.2, **_THREE_QUARTER_WIDTH}),
+    ("e3_lr6_lean_ls", {"num_epochs": 3, "optimizer.learning_rate": 6e-3, **_LEAN_LS}),
+    ("e2_half_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2, **_LEAN,
+                               "loss.label_smoothing": 0.2, **_HALF_WIDTH}),
+    ("e1_half_lr10_lean_ls2", {"num_epochs": 1, "optimizer.learning_rate": 1e-2, **_LEAN,
+                               "loss.label_smoothing": 0.2, **_HALF_WIDTH}),
+    ("e3_half_lr10_lean_ls2", {"num_epochs": 3, "optimizer.learning_rate": 1e-2, **_LEAN,
+                               "loss.label_smoothing": 0.2, **_HALF_WIDTH}),
+    ("e4_half_lr10_lean_ls2", {"num_epochs": 4, "optimizer.learning_rate": 1e-2, **_LEAN,
+                               "loss.label_smoothing": 0.2, **_HALF_WIDTH}),
+    ("e3_half_lr6_lean_ls", {"num_epochs": 3, "optimizer.learning_rate": 6e-3, **_LEAN_LS,
+                             **_HALF_WIDTH}),
+    ("e3_w24_lr6_lean_ls", {"num_epochs": 3, "optimizer.learning_rate": 6e-3, **_LEAN_LS,
+                            **_THREE_QUARTER_WIDTH}),
     ("e4", {"num_epochs": 4}),
     ("e5", {"num_epochs": 5}),
     ("e5_ls", {"num_epochs": 5, "loss.label_smoothing": 0.1}),
@@ -79,41 +96,39 @@ CANDIDATES = (
 def make_config(overrides, seed):
   config = default.get_config()
   config.seed = seed
-  config.data.data_dir = _DATA_DIR.value
-  config.data.manual_dir = _MANUAL_DIR.value
-  config.data.validation_size = _VALIDATION_SIZE.value
+  tables.with_data(config, FLAGS.data_dir, FLAGS.manual_dir)
+  config.data.validation_size = FLAGS.validation_size
   config.update_from_flattened_dict(overrides)
   return config
 
 
 def chosen_candidates():
   names = [name for name, _ in CANDIDATES]
-  unknown = sorted(set(_ONLY.value) - set(names))
+  unknown = sorted(set(FLAGS.only) - set(names))
   if unknown:
     raise UserError(f"--only: no candidate {', '.join(unknown)}; the candidates are "
                     f"{', '.join(names)}.")
   return [(name, overrides) for name, overrides in CANDIDATES
-          if not _ONLY.value or name in _ONLY.value]
+          if not FLAGS.only or name in FLAGS.only]
 
 
 def markdown_table(results):
-  """One row per candidate: its overrides, validation sum accuracy and training seconds."""
+  """One row per candidate: its overrides and validation accuracies."""
   header = ["candidate", "overrides of configs/default.py", "validation sum", "worst seed",
-            "validation digit", "training seconds"]
+            "validation digit"]
   rows = []
   for name, runs in results.items():
     sums = [run["record"]["validation_sum_accuracy"] for run in runs]
     overrides = ", ".join(f"{key}={value}" for key, value in runs[0]["overrides"].items())
     rows.append([name, overrides, tables.mean_std(sums), f"{min(sums):.2f}",
-                 tables.mean_std([run["record"]["validation_digit_accuracy"] for run in runs]),
-                 tables.mean_std([run["training_seconds"] for run in runs], digits=1)])
+                 tables.mean_std([run["record"]["validation_digit_accuracy"] for run in runs])])
   return tables.markdown(header, rows)
 
 
 def main(argv):
   del argv  # cli.run refuses positional arguments.
   logging.set_verbosity(logging.WARNING)
-  output_dir = os.path.abspath(_OUTPUT_DIR.value)
+  output_dir = os.path.abspath(FLAGS.output_dir)
   results = {}
   with cli.exit_on_user_error():
     candidates = chosen_candidates()
@@ -122,7 +137,7 @@ def main(argv):
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, "results.jsonl"), "w") as results_file:
       for name, overrides in candidates:
-        for seed in range(_SEEDS.value):
+        for seed in range(FLAGS.seeds):
           workdir = os.path.join(output_dir, name, f"seed_{seed}")
           record = train.train_and_evaluate(make_config(overrides, seed), workdir)
           seconds = sum(r["epoch_seconds"] for r in reporting.read_metrics(workdir))
@@ -132,10 +147,11 @@ def main(argv):
           print(f"{name} seed {seed}: validation sum {record['validation_sum_accuracy']:.2f}%, "
                 f"{seconds:.1f} s", flush=True)
   tables.write_table(output_dir, markdown_table(results) + (
-      f"\nValidation accuracies (%) after the last epoch ({_VALIDATION_SIZE.value:,} training "
-      f"images set aside) and training seconds: mean ± sample standard deviation over "
-      f"{_SEEDS.value} seeds; worst seed of the validation sum accuracy.\n"))
+      f"\nValidation accuracies (%) after the last epoch ({FLAGS.validation_size:,} training "
+      f"images set aside): mean ± sample standard deviation over {FLAGS.seeds} seeds, and "
+      f"the worst seed's sum accuracy.\n"))
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)
