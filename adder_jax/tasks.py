@@ -16,8 +16,8 @@ images each in, trained on their sum alone through its exact likelihood
 (`long_addition.sum_log_likelihood`; `models.NumberPairNet`). The training images make
 60,000 / 2N examples, new ones every epoch or (`config.data.pairing='fixed'`) the same
 ones in a new order; the test set is the 10,000 / 2N fixed examples of
-`pairing.test_number_pairs`. Sums are digit
-arrays (N + 1 digits), exact for any N. `config.batch_size` counts examples.
+`pairing.test_number_pairs`. Sums are digit arrays (N + 1 digits), exact for any N.
+`config.batch_size` counts examples.
 
 Everything that differs between the tasks is an attribute or a method of its class
 here: its network, its objective, its epoch plan and gather, its test set and

@@ -63,8 +63,11 @@ def define_flags():
 IMAGES_PER_BATCH = 120
 
 # Published test sum accuracies under the literature's protocol, by N: (system, mean of
-# its runs, sample std or None). Sources, and which figures were checked against them:
-# experiments/README.md#published-figures.
+# its runs, sample std or None). NeSyDM (NeurIPS 2025), Table 1, gives its own figures and
+# those of DeepSoftLog at N = 4 and 15 and of PLIA (recomputed as mean ± std from PLIA's
+# runs); A-NeSI's are the mean and std of its repository's runs (data-analysis/runs.csv),
+# DeepStochLog's as cited there. CTSketch (NeurIPS 2025) and DeepSoftLog (NeurIPS 2023) at
+# N = 1, 2 and 100 are not yet checked against the papers' own tables.
 PUBLISHED = {
     1: (("DeepSoftLog", 98.4, None), ("CTSketch", 98.3, None), ("DeepStochLog", 97.9, 0.1),
         ("A-NeSI", 97.66, 0.21)),

@@ -38,6 +38,7 @@ def define_flags():
 
 _LEAN = {"model.dropout_rate": 0.0}
 _LEAN_LS = {"model.dropout_rate": 0.0, "loss.label_smoothing": 0.1}
+_LEAN_LS2 = {"model.dropout_rate": 0.0, "loss.label_smoothing": 0.2}
 _HALF_WIDTH = {"model.conv_layers": "16M 32M 64M", "model.dense_features": (128,)}
 _THREE_QUARTER_WIDTH = {"model.conv_layers": "24M 48M 96M"}
 
@@ -56,8 +57,7 @@ CANDIDATES = (
     ("e2", {"num_epochs": 2}),
     ("e2_half_lr6_lean", {"num_epochs": 2, "optimizer.learning_rate": 6e-3, **_HALF_WIDTH,
                           **_LEAN}),
-    ("e1_lr6_lean_ls2", {"num_epochs": 1, "optimizer.learning_rate": 6e-3, **_LEAN,
-                         "loss.label_smoothing": 0.2}),
+    ("e1_lr6_lean_ls2", {"num_epochs": 1, "optimizer.learning_rate": 6e-3, **_LEAN_LS2}),
     ("e1_lr10_lean_ls", {"num_epochs": 1, "optimizer.learning_rate": 1e-2, **_LEAN_LS}),
     ("e1_w24_lr6_lean_ls", {"num_epochs": 1, "optimizer.learning_rate": 6e-3, **_LEAN_LS,
                             **_THREE_QUARTER_WIDTH}),
@@ -66,21 +66,19 @@ CANDIDATES = (
                             **_THREE_QUARTER_WIDTH}),
     ("e2_half_lr6_lean_ls", {"num_epochs": 2, "optimizer.learning_rate": 6e-3, **_LEAN_LS,
                              **_HALF_WIDTH}),
-    ("e1_lr10_lean_ls2", {"num_epochs": 1, "optimizer.learning_rate": 1e-2, **_LEAN,
-                          "loss.label_smoothing": 0.2}),
-    ("e2_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2, **_LEAN,
-                          "loss.label_smoothing": 0.2}),
-    ("e2_w24_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2, **_LEAN,
-                              "loss.label_smoothing": 0.2, **_THREE_QUARTER_WIDTH}),
+    ("e1_lr10_lean_ls2", {"num_epochs": 1, "optimizer.learning_rate": 1e-2, **_LEAN_LS2}),
+    ("e2_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2, **_LEAN_LS2}),
+    ("e2_w24_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2, **_LEAN_LS2,
+                              **_THREE_QUARTER_WIDTH}),
     ("e3_lr6_lean_ls", {"num_epochs": 3, "optimizer.learning_rate": 6e-3, **_LEAN_LS}),
-    ("e2_half_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2, **_LEAN,
-                               "loss.label_smoothing": 0.2, **_HALF_WIDTH}),
-    ("e1_half_lr10_lean_ls2", {"num_epochs": 1, "optimizer.learning_rate": 1e-2, **_LEAN,
-                               "loss.label_smoothing": 0.2, **_HALF_WIDTH}),
-    ("e3_half_lr10_lean_ls2", {"num_epochs": 3, "optimizer.learning_rate": 1e-2, **_LEAN,
-                               "loss.label_smoothing": 0.2, **_HALF_WIDTH}),
-    ("e4_half_lr10_lean_ls2", {"num_epochs": 4, "optimizer.learning_rate": 1e-2, **_LEAN,
-                               "loss.label_smoothing": 0.2, **_HALF_WIDTH}),
+    ("e2_half_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2, **_LEAN_LS2,
+                               **_HALF_WIDTH}),
+    ("e1_half_lr10_lean_ls2", {"num_epochs": 1, "optimizer.learning_rate": 1e-2, **_LEAN_LS2,
+                               **_HALF_WIDTH}),
+    ("e3_half_lr10_lean_ls2", {"num_epochs": 3, "optimizer.learning_rate": 1e-2, **_LEAN_LS2,
+                               **_HALF_WIDTH}),
+    ("e4_half_lr10_lean_ls2", {"num_epochs": 4, "optimizer.learning_rate": 1e-2, **_LEAN_LS2,
+                               **_HALF_WIDTH}),
     ("e3_half_lr6_lean_ls", {"num_epochs": 3, "optimizer.learning_rate": 6e-3, **_LEAN_LS,
                              **_HALF_WIDTH}),
     ("e3_w24_lr6_lean_ls", {"num_epochs": 3, "optimizer.learning_rate": 6e-3, **_LEAN_LS,
