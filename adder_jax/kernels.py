@@ -3,18 +3,21 @@
 The network (models.DigitNet) is built of Flax's `nn.Conv`, `nn.max_pool` and a plain
 bias unless its caller passes others. `layers(kind, platform, batch_shards)` gives the
 ones of this module, for training on a CPU: their forward passes are the usual XLA
-operations, their gradients formulations that XLA:CPU runs fast. `kind` is
-`config.gradient_kernels`, one of GRADIENT_KERNELS: 'auto' (this module's layers on
-CPU devices, Flax's own on any other: GPUs get cuDNN's gradients, untouched), 'generic'
-(Flax's own everywhere) or 'cpu' (this module's everywhere, to compare them on an
-accelerator). The results are the same either way up to float rounding
-(tests/test_kernels.py).
+operations (a one-channel convolution apart), their gradients formulations that XLA:CPU
+runs fast. `kind` is `config.gradient_kernels`, one of GRADIENT_KERNELS: 'auto' (this
+module's layers on CPU devices, Flax's own on any other: GPUs get cuDNN's gradients,
+untouched), 'generic' (Flax's own everywhere) or 'cpu' (this module's everywhere, to
+compare them on an accelerator). The results are the same either way up to float
+rounding (tests/test_kernels.py).
 
 Why CPU needs its own: the training loop runs its steps inside `lax.scan`, where
 XLA:CPU lowers autodiff's transposed convolutions to a slow generic loop (the kernel
 gradient of a 28x28 layer over 100x slower than the forward convolution on a 2-core
 CPU), a max pool's gradient (select-and-scatter) to another slow loop, and splits a
 bias gradient's sum over (batch, height, width) into strided partial sums. Here:
+- a convolution of a one-channel map (the image) is one matrix product of its patches
+  with the kernel: XLA:CPU runs it as a generic convolution loop, the slowest
+  operation of a small network's step;
 - the input gradient of a convolution is a forward convolution with the flipped kernel;
 - its kernel gradient is a sum over images of one matrix product each, of the image's
   patches with its output gradient. One image (a few for small maps) at a time keeps
@@ -105,7 +108,21 @@ def _lax_conv(x, kernel, padding):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv(x, kernel, padding, shards):
   del shards  # Used by the gradient.
+  if x.shape[-1] == 1:
+    return _single_channel_conv(x, kernel, padding)
   return _lax_conv(x, kernel, padding)
+
+
+def _single_channel_conv(x, kernel, padding):
+  """The convolution of a one-channel `x` [b, h, w, 1]: its kh * kw shifted copies side by
+  side, [b, h, w, kh * kw], times the kernel as a [kh * kw, f] matrix."""
+  kh, kw = kernel.shape[:2]
+  if padding == "SAME":
+    x = jnp.pad(x, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)))
+  height, width = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+  patches = jnp.concatenate([x[:, i:i + height, j:j + width]
+                             for i in range(kh) for j in range(kw)], axis=-1)
+  return jnp.dot(patches, kernel.reshape(kh * kw, -1))
 
 
 def _conv_fwd(x, kernel, padding, shards):
