@@ -88,6 +88,19 @@ CANDIDATES = (
     ("e5_ls", {"num_epochs": 5, "loss.label_smoothing": 0.1}),
     ("e4_aug", {"num_epochs": 4, "augment.max_rotation": 10.0, "augment.max_scale": 0.1,
                 "augment.max_shift": 2.0}),
+    # The half-width network's depth and where its pools go, on the fast settings.
+    ("e2_half_deep_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2,
+                                    **_LEAN_LS2, **_HALF_WIDTH,
+                                    "model.conv_layers": "16M 32 32M 64 64M"}),
+    ("e1_half_deep_lr10_lean_ls2", {"num_epochs": 1, "optimizer.learning_rate": 1e-2,
+                                    **_LEAN_LS2, **_HALF_WIDTH,
+                                    "model.conv_layers": "16M 32 32M 64 64M"}),
+    ("e2_half_shallow_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2,
+                                       **_LEAN_LS2, **_HALF_WIDTH,
+                                       "model.conv_layers": "16M 32M"}),
+    ("e2_half_late_pool_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2,
+                                         **_LEAN_LS2, **_HALF_WIDTH,
+                                         "model.conv_layers": "16 32M 64M"}),
 )
 
 
