@@ -101,6 +101,16 @@ CANDIDATES = (
     ("e2_half_late_pool_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2,
                                          **_LEAN_LS2, **_HALF_WIDTH,
                                          "model.conv_layers": "16 32M 64M"}),
+    # The schedule's shape, on the fast settings.
+    ("e2_half_lr10_lean_ls2_warm1", {"num_epochs": 2, "optimizer.learning_rate": 1e-2,
+                                     **_LEAN_LS2, **_HALF_WIDTH,
+                                     "optimizer.warmup_fraction": 0.1}),
+    ("e2_half_lr10_lean_ls2_warm3", {"num_epochs": 2, "optimizer.learning_rate": 1e-2,
+                                     **_LEAN_LS2, **_HALF_WIDTH,
+                                     "optimizer.warmup_fraction": 0.3}),
+    ("e2_half_lr10_lean_ls2_cosine", {"num_epochs": 2, "optimizer.learning_rate": 1e-2,
+                                      **_LEAN_LS2, **_HALF_WIDTH,
+                                      "optimizer.schedule": "warmup_cosine"}),
 )
 
 
