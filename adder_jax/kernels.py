@@ -118,11 +118,16 @@ def _single_channel_conv(x, kernel, padding):
   side, [b, h, w, kh * kw], times the kernel as a [kh * kw, f] matrix."""
   kh, kw = kernel.shape[:2]
   if padding == "SAME":
-    x = jnp.pad(x, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)))
+    x = jnp.pad(x, ((0, 0), *_same_padding(kh, kw), (0, 0)))
   height, width = x.shape[1] - kh + 1, x.shape[2] - kw + 1
   patches = jnp.concatenate([x[:, i:i + height, j:j + width]
                              for i in range(kh) for j in range(kw)], axis=-1)
   return jnp.dot(patches, kernel.reshape(kh * kw, -1))
+
+
+def _same_padding(kh, kw):
+  """(low, high) padding of the height and width axes that 'SAME' gives a kh x kw kernel."""
+  return ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)
 
 
 def _conv_fwd(x, kernel, padding, shards):
@@ -165,7 +170,7 @@ def _kernel_gradient(x, grad, window, padding, shards):
   x = x.reshape(shards, tiles, tile, *x.shape[1:]).transpose(0, 1, 5, 2, 3, 4)
   if padding == "SAME":
     # Padded after the transpose: XLA:CPU then does both in one pass over `x`.
-    x = jnp.pad(x, ((0, 0),) * 4 + (((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)))
+    x = jnp.pad(x, ((0, 0),) * 4 + _same_padding(kh, kw))
   grad = grad.reshape(shards, tiles, tile * height * width, features)
 
   def add_tile(tile_index, total):

@@ -41,6 +41,8 @@ _LEAN_LS = {"model.dropout_rate": 0.0, "loss.label_smoothing": 0.1}
 _LEAN_LS2 = {"model.dropout_rate": 0.0, "loss.label_smoothing": 0.2}
 _HALF_WIDTH = {"model.conv_layers": "16M 32M 64M", "model.dense_features": (128,)}
 _THREE_QUARTER_WIDTH = {"model.conv_layers": "24M 48M 96M"}
+# configs/fast.py's settings, to vary one at a time.
+_FAST = {"num_epochs": 2, "optimizer.learning_rate": 1e-2, **_LEAN_LS2, **_HALF_WIDTH}
 
 # (name, overrides of configs/default.py). Short schedules first: the 99.3% search, then
 # the 99.5% one.
@@ -89,28 +91,16 @@ CANDIDATES = (
     ("e4_aug", {"num_epochs": 4, "augment.max_rotation": 10.0, "augment.max_scale": 0.1,
                 "augment.max_shift": 2.0}),
     # The half-width network's depth and where its pools go, on the fast settings.
-    ("e2_half_deep_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2,
-                                    **_LEAN_LS2, **_HALF_WIDTH,
-                                    "model.conv_layers": "16M 32 32M 64 64M"}),
+    ("e2_half_deep_lr10_lean_ls2", {**_FAST, "model.conv_layers": "16M 32 32M 64 64M"}),
     ("e1_half_deep_lr10_lean_ls2", {"num_epochs": 1, "optimizer.learning_rate": 1e-2,
                                     **_LEAN_LS2, **_HALF_WIDTH,
                                     "model.conv_layers": "16M 32 32M 64 64M"}),
-    ("e2_half_shallow_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2,
-                                       **_LEAN_LS2, **_HALF_WIDTH,
-                                       "model.conv_layers": "16M 32M"}),
-    ("e2_half_late_pool_lr10_lean_ls2", {"num_epochs": 2, "optimizer.learning_rate": 1e-2,
-                                         **_LEAN_LS2, **_HALF_WIDTH,
-                                         "model.conv_layers": "16 32M 64M"}),
+    ("e2_half_shallow_lr10_lean_ls2", {**_FAST, "model.conv_layers": "16M 32M"}),
+    ("e2_half_late_pool_lr10_lean_ls2", {**_FAST, "model.conv_layers": "16 32M 64M"}),
     # The schedule's shape, on the fast settings.
-    ("e2_half_lr10_lean_ls2_warm1", {"num_epochs": 2, "optimizer.learning_rate": 1e-2,
-                                     **_LEAN_LS2, **_HALF_WIDTH,
-                                     "optimizer.warmup_fraction": 0.1}),
-    ("e2_half_lr10_lean_ls2_warm3", {"num_epochs": 2, "optimizer.learning_rate": 1e-2,
-                                     **_LEAN_LS2, **_HALF_WIDTH,
-                                     "optimizer.warmup_fraction": 0.3}),
-    ("e2_half_lr10_lean_ls2_cosine", {"num_epochs": 2, "optimizer.learning_rate": 1e-2,
-                                      **_LEAN_LS2, **_HALF_WIDTH,
-                                      "optimizer.schedule": "warmup_cosine"}),
+    ("e2_half_lr10_lean_ls2_warm1", {**_FAST, "optimizer.warmup_fraction": 0.1}),
+    ("e2_half_lr10_lean_ls2_warm3", {**_FAST, "optimizer.warmup_fraction": 0.3}),
+    ("e2_half_lr10_lean_ls2_cosine", {**_FAST, "optimizer.schedule": "warmup_cosine"}),
 )
 
 
