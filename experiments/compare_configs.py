@@ -19,7 +19,6 @@ from absl import logging
 from adder_jax import cli
 from adder_jax import reporting
 from adder_jax import runtime
-from adder_jax import train
 from adder_jax.errors import UserError
 from experiments import tables
 
@@ -81,7 +80,7 @@ def main(argv):
       for name, runs in configs.items():
         for seed, config in enumerate(runs):
           workdir = os.path.join(output_dir, name, f"seed_{seed}")
-          record = train.train_and_evaluate(config, workdir)
+          record = tables.train_or_read(config, workdir)
           run = {"config": name, "seed": seed, "training_minutes": training_minutes(workdir),
                  "record": record}
           tables.append_run(results, results_file, name, run)

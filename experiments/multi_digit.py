@@ -7,8 +7,8 @@ published figures: a markdown table and a plot of sum accuracy against N.
 
 Each --runs CONFIG/PAIRING/N,N,... (CONFIG a module of configs/ with task 'multi_digit',
 PAIRING one of adder_jax.pairing.PAIRINGS) trains at each N with seeds 0, 1, ... in
-OUTPUT_DIR/CONFIG/PAIRING/N/seed_S (a finished run is only re-evaluated, an interrupted
-one resumes), with batches of 120 images (see `batch_size`). Every --set FIELD=VALUE
+OUTPUT_DIR/CONFIG/PAIRING/N/seed_S (a finished run is read from its metrics.jsonl, an
+interrupted one resumes), with batches of 120 images (see `batch_size`). Every --set FIELD=VALUE
 overrides that config field in every run; --validation_size sets images of the training
 set aside, and the table then reports validation accuracies: choose settings that way,
 never on the test set.
@@ -33,7 +33,6 @@ import numpy as np
 from adder_jax import cli
 from adder_jax import pairing
 from adder_jax import runtime
-from adder_jax import train
 from adder_jax.errors import UserError
 from experiments import compare_configs
 from experiments import tables
@@ -196,8 +195,9 @@ def plot(results, path, split="test"):
 def run_all(runs, seeds, output_dir, overrides=None, validation_size=0,
             data_dirs=(None, None)):
   """Trains every (config, pairing, N) of `runs` with seeds 0 .. seeds-1 (finished runs
-  are only re-evaluated) on the MNIST of `data_dirs` (data_dir, manual_dir), writing
-  results.jsonl, the table and the plot in `output_dir`; returns the results,
+  are read, see tables.train_or_read) on the MNIST of `data_dirs` (data_dir,
+  manual_dir), writing results.jsonl, the table and the plot in `output_dir`; returns
+  the results,
   {(config, pairing, N): [run, ...]}."""
   split = "validation" if validation_size else "test"
   jobs = [(name, p, n, seed,
@@ -209,7 +209,7 @@ def run_all(runs, seeds, output_dir, overrides=None, validation_size=0,
   with open(os.path.join(output_dir, "results.jsonl"), "w") as results_file:
     for name, pairing_name, n, seed, config in jobs:
       workdir = os.path.join(output_dir, name, pairing_name, str(n), f"seed_{seed}")
-      record = train.train_and_evaluate(config, workdir)
+      record = tables.train_or_read(config, workdir)
       run = {"config": name, "pairing": pairing_name, "num_digits": n, "seed": seed,
              "training_minutes": compare_configs.training_minutes(workdir), "record": record}
       tables.append_run(results, results_file, (name, pairing_name, n), run)

@@ -28,7 +28,6 @@ from adder_jax import cli
 from adder_jax import models
 from adder_jax import objectives
 from adder_jax import runtime
-from adder_jax import train
 from configs import default
 from experiments import tables
 
@@ -114,7 +113,7 @@ def main(argv):
       for seed in range(FLAGS.seeds):
         config = make_config(overrides, seed)
         t0 = time.perf_counter()
-        record = train.train_and_evaluate(config, os.path.join(output_dir, name, f"seed_{seed}"))
+        record = tables.train_or_read(config, os.path.join(output_dir, name, f"seed_{seed}"))
         run = {"cell": name, "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
                "config": config.to_dict(), "record": record}
         tables.append_run(results, results_file, name, run)

@@ -8,6 +8,8 @@ import os
 from absl import flags
 import numpy as np
 
+from adder_jax import reporting
+from adder_jax import train
 from adder_jax.errors import UserError
 from benchmarks import machine
 
@@ -58,6 +60,34 @@ def with_data(config, data_dir, manual_dir):
   config.data.data_dir = data_dir
   config.data.manual_dir = manual_dir
   return config
+
+
+def train_or_read(config, workdir):
+  """The last epoch's metrics record of `config` run in `workdir`: read from its
+  metrics.jsonl if that run finished there, else trained (resuming if it can).
+
+  A results folder can thus keep each run's config.json and metrics.jsonl alone (its
+  checkpoints are not committed) and still make its table: a finished run is not
+  trained again as long as its config, less where MNIST is read from, is the same."""
+  records = reporting.read_metrics(workdir)
+  if records and records[-1]["epoch"] == config.num_epochs and _same_run(config, workdir):
+    return records[-1]
+  return train.train_and_evaluate(config, workdir)
+
+
+def _same_run(config, workdir):
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return False
+  with open(path) as f:
+    kept = json.load(f)
+  return _without_data_dirs(kept) == _without_data_dirs(json.loads(config.to_json()))
+
+
+def _without_data_dirs(config_dict):
+  data = {k: v for k, v in config_dict.get("data", {}).items()
+          if k not in ("data_dir", "manual_dir")}
+  return {**config_dict, "data": data}
 
 
 def mean_std(values, digits=2):

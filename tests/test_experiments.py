@@ -1,9 +1,14 @@
 """The cells of the experiment scripts' tables."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
+from adder_jax import train
 from adder_jax.errors import UserError
+from configs import smoke
 from conftest import mock_mnist
 from experiments import tables
 
@@ -76,7 +81,7 @@ def test_runs_and_overrides_are_parsed_or_refused():
 
 
 @pytest.mark.slow
-def test_multi_digit_script_on_mock_mnist_at_n_1_and_100(tmp_path):
+def test_multi_digit_script_on_mock_mnist_at_n_1_and_100(tmp_path, monkeypatch):
   """The script's whole loop, N = 1 and N = 100, on mock MNIST: its 800 training images
   make 4 examples of two 100-digit numbers, 2 batches of 2."""
   from experiments import multi_digit
@@ -93,3 +98,45 @@ def test_multi_digit_script_on_mock_mnist_at_n_1_and_100(tmp_path):
   assert "25.60 DeepSoftLog" in table[3]
   assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
   assert (tmp_path / "sum_accuracy_by_digits.png").stat().st_size > 10_000
+  # Kept without their checkpoints, the finished runs give the same table untrained.
+  for checkpoints in tmp_path.glob("multi_digit_lenet/fixed/*/seed_0/checkpoints"):
+    shutil.rmtree(checkpoints)
+  monkeypatch.setattr(train, "train_and_evaluate", _never_called)
+  with mock_mnist(num_examples=800):
+    again = multi_digit.run_all(
+        [("multi_digit_lenet", "fixed", 1), ("multi_digit_lenet", "fixed", 100)], 1,
+        str(tmp_path), {"num_epochs": 1, "eval_batch_size": 400},
+        data_dirs=(str(tmp_path / "elsewhere"), None))
+  assert again == results
+  assert (tmp_path / "table.md").read_text().splitlines() == table
+
+
+def _never_called(*args):
+  raise AssertionError(f"trained again: {args}")
+
+
+def _kept_run(workdir, config, epochs):
+  workdir.mkdir(parents=True)
+  (workdir / "config.json").write_text(config.to_json(indent=2))
+  (workdir / "metrics.jsonl").write_text("".join(
+      json.dumps({"epoch": epoch, "test_sum_accuracy": 90.0 + epoch}) + "\n"
+      for epoch in range(1, epochs + 1)))
+
+
+def test_a_finished_run_is_read_and_any_other_trained(tmp_path, monkeypatch):
+  trained = []
+  monkeypatch.setattr(train, "train_and_evaluate",
+                      lambda config, workdir: trained.append(workdir) or {"epoch": 0})
+  config = smoke.get_config()
+  config.data.data_dir = "/one/place"
+  _kept_run(tmp_path / "finished", config, config.num_epochs)
+  _kept_run(tmp_path / "stopped", config, config.num_epochs - 1)
+  other = smoke.get_config()
+  other.optimizer.learning_rate *= 2
+  _kept_run(tmp_path / "other", other, config.num_epochs)
+  config.data.data_dir = "/another/place"
+  assert tables.train_or_read(config, str(tmp_path / "finished")) == {
+      "epoch": config.num_epochs, "test_sum_accuracy": 90.0 + config.num_epochs}
+  for name in ("stopped", "other", "empty"):
+    assert tables.train_or_read(config, str(tmp_path / name)) == {"epoch": 0}
+  assert trained == [str(tmp_path / name) for name in ("stopped", "other", "empty")]
