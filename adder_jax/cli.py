@@ -14,6 +14,7 @@ from absl import logging
 import ml_collections
 
 from adder_jax import checkpointing
+from adder_jax import interrupts
 from adder_jax.errors import UserError, first_line, last_line
 
 # --config.optimizer.learning_rate=0.01, --config.optimizer.learning_rate 0.01 or, for a
@@ -161,6 +162,28 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 def _own_messages_and_errors(record):
   return record.levelno >= std_logging.ERROR or record.pathname.startswith(_PACKAGE_DIR)
+
+
+# The shell's convention for a process stopped by SIGINT (128 + 2).
+_EXIT_INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def exit_on_interrupt():
+  """Ctrl-C in a command that trains: where it stopped on stderr, one line, and exit
+  status 130; the command resumes when run again."""
+  try:
+    yield
+  except interrupts.TrainingInterrupted as e:
+    logging.flush()
+    print(e, file=sys.stderr)
+    sys.exit(_EXIT_INTERRUPTED)
+  except KeyboardInterrupt:
+    # Outside the training loop, or a second Ctrl-C: nothing more is saved.
+    logging.flush()
+    print("interrupted: stopped at once; the checkpoints saved so far are kept, rerun the "
+          "same command to resume.", file=sys.stderr)
+    sys.exit(_EXIT_INTERRUPTED)
 
 
 @contextlib.contextmanager

@@ -5,19 +5,12 @@ SLURM, Open MPI, Kubernetes or Cloud TPU), or with --coordinator_address,
 --num_processes and --process_id.
 """
 
-import sys
-
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from adder_jax import cli
-from adder_jax import interrupts
 from adder_jax import runtime
 from adder_jax import train
-
-# The shell's convention for a process stopped by SIGINT (128 + 2).
-_EXIT_INTERRUPTED = 130
 
 FLAGS = flags.FLAGS
 
@@ -43,24 +36,13 @@ def define_flags():
 def main(argv):
   del argv  # cli.run refuses positional arguments.
   cli.quiet_library_logs()
-  try:
-    with cli.exit_on_user_error():
-      config = FLAGS.config
-      train.check_config(config)
-      runtime.setup([config.batch_size, config.eval_batch_size], distributed_settings={
-          "enabled": FLAGS.distributed, "coordinator_address": FLAGS.coordinator_address,
-          "num_processes": FLAGS.num_processes, "process_id": FLAGS.process_id})
-      train.train_and_evaluate(config, FLAGS.workdir)
-  except interrupts.TrainingInterrupted as e:
-    logging.flush()
-    print(e, file=sys.stderr)
-    sys.exit(_EXIT_INTERRUPTED)
-  except KeyboardInterrupt:
-    # Outside the training loop, or a second Ctrl-C: nothing more is saved.
-    logging.flush()
-    print("interrupted: stopped at once; the checkpoints saved so far are kept, rerun the "
-          "same command to resume.", file=sys.stderr)
-    sys.exit(_EXIT_INTERRUPTED)
+  with cli.exit_on_interrupt(), cli.exit_on_user_error():
+    config = FLAGS.config
+    train.check_config(config)
+    runtime.setup([config.batch_size, config.eval_batch_size], distributed_settings={
+        "enabled": FLAGS.distributed, "coordinator_address": FLAGS.coordinator_address,
+        "num_processes": FLAGS.num_processes, "process_id": FLAGS.process_id})
+    train.train_and_evaluate(config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

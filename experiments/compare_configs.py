@@ -69,7 +69,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   output_dir = os.path.abspath(FLAGS.output_dir)
   results = {}
-  with cli.exit_on_user_error():
+  with cli.exit_on_interrupt(), cli.exit_on_user_error():
     overrides = tables.parse_overrides(FLAGS.set)
     configs = {name: [load_config(name, seed, FLAGS.data_dir, FLAGS.manual_dir, overrides)
                       for seed in range(FLAGS.seeds)] for name in FLAGS.configs}

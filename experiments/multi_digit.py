@@ -225,7 +225,7 @@ def run_all(runs, seeds, output_dir, overrides=None, validation_size=0,
 def main(argv):
   del argv  # cli.run refuses positional arguments.
   logging.set_verbosity(logging.WARNING)
-  with cli.exit_on_user_error():
+  with cli.exit_on_interrupt(), cli.exit_on_user_error():
     run_all(parse_runs(FLAGS.runs), FLAGS.seeds, os.path.abspath(FLAGS.output_dir),
             tables.parse_overrides(FLAGS.set), FLAGS.validation_size,
             (FLAGS.data_dir, FLAGS.manual_dir))

@@ -108,7 +108,7 @@ def main(argv):
   start = time.perf_counter()
   results = {}
   results_path = os.path.join(output_dir, "results.jsonl")
-  with cli.exit_on_user_error(), open(results_path, "w") as results_file:
+  with cli.exit_on_interrupt(), cli.exit_on_user_error(), open(results_path, "w") as results_file:
     for name, overrides in grid_cells():
       for seed in range(FLAGS.seeds):
         config = make_config(overrides, seed)

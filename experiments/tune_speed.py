@@ -140,7 +140,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   output_dir = os.path.abspath(FLAGS.output_dir)
   results = {}
-  with cli.exit_on_user_error():
+  with cli.exit_on_interrupt(), cli.exit_on_user_error():
     candidates = chosen_candidates()
     configs = [make_config(overrides, 0) for _, overrides in candidates]
     runtime.setup([c.batch_size for c in configs] + [c.eval_batch_size for c in configs])

@@ -8,6 +8,8 @@ import textwrap
 
 import pytest
 
+from adder_jax import cli
+from adder_jax import interrupts
 from conftest import REPO_ROOT
 
 
@@ -186,3 +188,18 @@ def test_every_entry_point_is_in_the_help_test():
           if 'if __name__ == "__main__":' in f.read():
             found.add(f"{package}.{name[:-3]}")
   assert found == set(ENTRY_POINTS)
+
+
+@pytest.mark.parametrize("raised, message", [
+    (interrupts.TrainingInterrupted("interrupted: saved a checkpoint at step 6 in W"),
+     "interrupted: saved a checkpoint at step 6 in W"),
+    (KeyboardInterrupt(), "interrupted: stopped at once; the checkpoints saved so far are "
+                          "kept, rerun the same command to resume."),
+])
+def test_ctrl_c_in_a_command_that_trains_is_one_line_and_status_130(raised, message, capsys):
+  """Every command that trains (the CLI and the experiment scripts) stops this way."""
+  with pytest.raises(SystemExit) as stopped:
+    with cli.exit_on_interrupt():
+      raise raised
+  assert stopped.value.code == 130
+  assert capsys.readouterr().err == message + "\n"
