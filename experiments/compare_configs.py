@@ -6,8 +6,9 @@
 Each config (a module of configs/) trains with seeds 0, 1, ... in OUTPUT_DIR/CONFIG/seed_S,
 so an interrupted comparison resumes where it stopped. The table (mean ± sample standard
 deviation over the seeds of the last epoch's test accuracies, and of the training time:
-the epochs' seconds from metrics.jsonl, without compilation and evaluation) goes to
-OUTPUT_DIR/table.md and stdout, every run's final record to OUTPUT_DIR/results.jsonl.
+the epochs' seconds from metrics.jsonl, without compilation and evaluation; then the digit
+and sum accuracies of each seed) goes to OUTPUT_DIR/table.md and stdout, every run's
+final record to OUTPUT_DIR/results.jsonl.
 """
 
 import importlib
@@ -15,6 +16,7 @@ import os
 
 from absl import flags
 from absl import logging
+import numpy as np
 
 from adder_jax import cli
 from adder_jax import reporting
@@ -52,14 +54,22 @@ def training_minutes(workdir):
   return sum(record["epoch_seconds"] for record in reporting.read_metrics(workdir)) / 60
 
 
+# Metrics also given seed by seed: a seed that fails (say, a relabelled digit map) shows.
+EACH_SEED = (("test_digit_accuracy", "digit"), ("test_sum_accuracy", "sum"))
+
+
 def markdown_table(results):
-  """One row per config: its epochs, mean ± std of each accuracy and of the minutes."""
-  header = ["config", "epochs"] + [title for _, title in COLUMNS] + ["training minutes"]
+  """One row per config: its epochs, mean ± std of each accuracy ('–' where its task
+  lacks it) and of the minutes, and the EACH_SEED accuracies of every seed in order."""
+  header = (["config", "epochs"] + [title for _, title in COLUMNS] + ["training minutes"]
+            + [f"{title}, each seed" for _, title in EACH_SEED])
   rows = []
   for name, runs in results.items():
     row = [f"`{name}`", str(runs[0]["record"]["epoch"])]
-    row += [tables.mean_std([run["record"][key] for run in runs]) for key, _ in COLUMNS]
+    row += [tables.mean_std([run["record"].get(key, np.nan) for run in runs])
+            for key, _ in COLUMNS]
     row.append(tables.mean_std([run["training_minutes"] for run in runs], digits=1))
+    row += [", ".join(f"{run['record'][key]:.2f}" for run in runs) for key, _ in EACH_SEED]
     rows.append(row)
   return tables.markdown(header, rows)
 
@@ -85,7 +95,8 @@ def main(argv):
                  "record": record}
           tables.append_run(results, results_file, name, run)
           print(f"{name} seed {seed}: {run['training_minutes']:.1f} min, "
-                + ", ".join(f"{title} {record[key]:.2f}%" for key, title in COLUMNS), flush=True)
+                + ", ".join(f"{title} {record[key]:.2f}%" for key, title in COLUMNS
+                            if key in record), flush=True)
   tables.write_table(output_dir, markdown_table(results) + tables.footnote(FLAGS.seeds))
 
 

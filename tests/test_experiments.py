@@ -140,3 +140,13 @@ def test_a_finished_run_is_read_and_any_other_trained(tmp_path, monkeypatch):
   for name in ("stopped", "other", "empty"):
     assert tables.train_or_read(config, str(tmp_path / name)) == {"epoch": 0}
   assert trained == [str(tmp_path / name) for name in ("stopped", "other", "empty")]
+
+
+def test_compare_configs_table_gives_every_seed_and_a_dash_for_a_missing_metric():
+  from experiments import compare_configs
+  runs = [{"training_minutes": 2.0, "record": {
+      "epoch": 4, "test_digit_accuracy": digit, "test_sum_accuracy": total}}
+          for digit, total in ((99.2, 98.4), (0.13, 79.94))]
+  row = compare_configs.markdown_table({"two_images": runs}).splitlines()[-1]
+  assert row == ("| `two_images` | 4 | 49.66 ± 70.05 | 89.17 ± 13.05 | – | 2.0 ± 0.0 | "
+                 "99.20, 0.13 | 98.40, 79.94 |")
