@@ -18,9 +18,9 @@ mean ± sample standard deviation over the seeds of the last epoch's sum accurac
 most probable digits added) with the worst seed, the exact most probable sum, the digit
 accuracy on all the split's images, p^(2N) for that digit accuracy p (the chance that all
 2N digits are right), the training minutes, the best published figure at that N and
-where the row stands against it. OUTPUT_DIR/sum_accuracy_by_digits.png plots the sum
-accuracy against N with every published figure; OUTPUT_DIR/results.jsonl holds every
-run's final record.
+where the row stands against it; under it, every published figure with its source.
+OUTPUT_DIR/sum_accuracy_by_digits.png plots the sum accuracy against N with every
+published figure; OUTPUT_DIR/results.jsonl holds every run's final record.
 """
 
 import os
@@ -61,23 +61,42 @@ def define_flags():
 # Images per batch at every N: 60,000 / 2N examples split into batches of 60 / N.
 IMAGES_PER_BATCH = 120
 
-# Published test sum accuracies under the literature's protocol, by N: (system, mean of
-# its runs, sample std or None). NeSyDM (NeurIPS 2025), Table 1, gives its own figures and
-# those of DeepSoftLog at N = 4 and 15 and of PLIA (recomputed as mean ± std from PLIA's
-# runs); A-NeSI's are the mean and std of its repository's runs (data-analysis/runs.csv),
-# DeepStochLog's as cited there. CTSketch (NeurIPS 2025) and DeepSoftLog (NeurIPS 2023) at
-# N = 1, 2 and 100 are not yet checked against the papers' own tables.
-PUBLISHED = {
-    1: (("DeepSoftLog", 98.4, None), ("CTSketch", 98.3, None), ("DeepStochLog", 97.9, 0.1),
-        ("A-NeSI", 97.66, 0.21)),
-    2: (("CTSketch", 96.7, None), ("DeepSoftLog", 96.6, None), ("DeepStochLog", 96.4, 0.1),
-        ("A-NeSI", 96.04, 0.46)),
-    4: (("DeepSoftLog", 93.5, 0.6), ("DeepStochLog", 92.7, 0.6), ("A-NeSI", 92.56, 0.79),
-        ("CTSketch", 92.5, None), ("NeSyDM", 92.49, 0.98), ("PLIA", 91.84, 0.73)),
-    15: (("PLIA", 79.00, 0.73), ("NeSyDM", 77.29, 1.40), ("DeepSoftLog", 77.1, 1.6),
-         ("A-NeSI", 76.84, 2.82), ("CTSketch", 74.8, None)),
-    100: (("DeepSoftLog", 25.6, None), ("CTSketch", 23.5, None)),
+# Where the published figures come from: "checked" ones were read in the source named.
+SOURCES = {
+    "nesydm": "NeSyDM paper (van Krieken et al., Neurosymbolic Diffusion Models, NeurIPS "
+              "2025), Table 1; PLIA's figures there are recomputed from PLIA's runs",
+    "anesi": "A-NeSI paper (van Krieken et al., NeurIPS 2023), predict-only results; not "
+             "checked at the source",
+    "deepstochlog": "DeepStochLog paper (Winters et al., AAAI 2022), as tabulated in "
+                    "A-NeSI's repository, data-analysis/results_other_methods.csv",
+    "deepsoftlog": "DeepSoftLog paper (Maene and De Raedt, Soft-Unification in Deep "
+                   "Probabilistic Logic, NeurIPS 2023); not checked at the source",
+    "ctsketch": "CTSketch paper (Compositional Tensor Sketching for Scalable Neurosymbolic "
+                "Learning, arXiv 2503.24123, 2025); not checked at the source",
 }
+
+# Published test sum accuracies under the literature's protocol, by N: (system, mean of
+# its runs, sample std or None, key of SOURCES).
+PUBLISHED = {
+    1: (("DeepSoftLog", 98.4, None, "deepsoftlog"), ("CTSketch", 98.3, None, "ctsketch"),
+        ("DeepStochLog", 97.9, 0.1, "deepstochlog"), ("A-NeSI", 97.66, 0.21, "anesi")),
+    2: (("CTSketch", 96.7, None, "ctsketch"), ("DeepSoftLog", 96.6, None, "deepsoftlog"),
+        ("DeepStochLog", 96.4, 0.1, "deepstochlog"), ("A-NeSI", 96.04, 0.46, "anesi")),
+    4: (("DeepSoftLog", 93.5, 0.6, "nesydm"), ("DeepStochLog", 92.7, 0.6, "deepstochlog"),
+        ("A-NeSI", 92.56, 0.79, "nesydm"), ("CTSketch", 92.5, None, "ctsketch"),
+        ("NeSyDM", 92.49, 0.98, "nesydm"), ("PLIA", 91.84, 0.73, "nesydm")),
+    15: (("PLIA", 79.00, 0.73, "nesydm"), ("NeSyDM", 77.29, 1.40, "nesydm"),
+         ("DeepSoftLog", 77.1, 1.6, "nesydm"), ("A-NeSI", 76.84, 2.82, "nesydm"),
+         ("CTSketch", 74.8, None, "ctsketch")),
+    100: (("DeepSoftLog", 25.6, None, "deepsoftlog"), ("CTSketch", 23.5, None, "ctsketch")),
+}
+
+
+def published_table():
+  """Every published figure of PUBLISHED with its source, one row per (N, system)."""
+  rows = [[str(n), system, f"{mean:.2f}" + (f" ± {std:.2f}" if std else ""), SOURCES[key]]
+          for n, systems in sorted(PUBLISHED.items()) for system, mean, std, key in systems]
+  return tables.markdown(["N", "system", "test sum accuracy", "source"], rows)
 
 
 def parse_runs(specs):
@@ -176,7 +195,7 @@ def plot(results, path, split="test"):
             label=f"p^(2N), p = {p:.2f}%")
   markers = {}
   for n, systems in sorted(PUBLISHED.items()):
-    for system, value, _ in systems:
+    for system, value, *_ in systems:
       marker = markers.setdefault(system, "xo+sdv^<>"[len(markers)])
       ax.plot([n], [value], marker, color="k", fillstyle="none", markersize=5,
               label=system if n == min(k for k, s in PUBLISHED.items()
@@ -218,7 +237,8 @@ def run_all(runs, seeds, output_dir, overrides=None, validation_size=0,
             f"{record[f'{split}_sum_accuracy']:.2f}%", flush=True)
   plot(results, os.path.join(output_dir, "sum_accuracy_by_digits.png"), split)
   tables.write_table(output_dir, markdown_table(results, split) + tables.footnote(seeds)
-                     .replace("Test accuracies", f"{split.capitalize()} accuracies"))
+                     .replace("Test accuracies", f"{split.capitalize()} accuracies")
+                     + "\nPublished figures:\n\n" + published_table())
   return results
 
 

@@ -150,3 +150,11 @@ def test_compare_configs_table_gives_every_seed_and_a_dash_for_a_missing_metric(
   row = compare_configs.markdown_table({"two_images": runs}).splitlines()[-1]
   assert row == ("| `two_images` | 4 | 49.66 ± 70.05 | 89.17 ± 13.05 | – | 2.0 ± 0.0 | "
                  "99.20, 0.13 | 98.40, 79.94 |")
+
+
+def test_every_published_figure_has_a_source():
+  from experiments import multi_digit
+  table = multi_digit.published_table().splitlines()
+  assert len(table) == 2 + sum(len(s) for s in multi_digit.PUBLISHED.values())
+  assert "| 15 | PLIA | 79.00 ± 0.73 | NeSyDM paper" in table[2 + 4 + 4 + 6]
+  assert "| 100 | DeepSoftLog | 25.60 | DeepSoftLog paper" in table[-2]
