@@ -51,6 +51,12 @@ def test_multi_digit_table_and_plot(tmp_path):
                      "91.00 ± 0.71", "99.05 ± 0.07"]
   assert row[8] == tables.mean_std([100 * 0.990 ** 30, 100 * 0.991 ** 30])
   assert row[-2:] == ["79.00 ± 0.73 PLIA", "above |"]
+  validation = {row: [{**run, "record": {k.replace("test_", "validation_"): v
+                                          for k, v in run["record"].items()}} for run in runs]
+                for row, runs in _multi_digit_results().items()}
+  # Validation accuracies are not set against the published test figures.
+  assert multi_digit.markdown_table(validation, "validation").splitlines()[-1].endswith(
+      "| – | – |")
   path = tmp_path / "plot.png"
   multi_digit.plot(_multi_digit_results(), str(path))
   assert path.stat().st_size > 10_000
