@@ -19,7 +19,6 @@ from absl import logging
 import numpy as np
 
 from adder_jax import cli
-from adder_jax import reporting
 from adder_jax import runtime
 from adder_jax.errors import UserError
 from experiments import tables
@@ -48,10 +47,6 @@ def load_config(name, seed, data_dir=None, manual_dir=None, overrides=None):
   config.seed = seed
   tables.apply_overrides(config, overrides)
   return tables.with_data(config, data_dir, manual_dir)
-
-
-def training_minutes(workdir):
-  return sum(record["epoch_seconds"] for record in reporting.read_metrics(workdir)) / 60
 
 
 # Metrics also given seed by seed: a seed that fails (say, a relabelled digit map) shows.
@@ -91,7 +86,7 @@ def main(argv):
         for seed, config in enumerate(runs):
           workdir = os.path.join(output_dir, name, f"seed_{seed}")
           record = tables.train_or_read(config, workdir)
-          run = {"config": name, "seed": seed, "training_minutes": training_minutes(workdir),
+          run = {"config": name, "seed": seed, "training_minutes": tables.training_minutes(workdir),
                  "record": record}
           tables.append_run(results, results_file, name, run)
           print(f"{name} seed {seed}: {run['training_minutes']:.1f} min, "

@@ -18,7 +18,8 @@ mean ± sample standard deviation over the seeds of the last epoch's sum accurac
 most probable digits added) with the worst seed, the exact most probable sum, the digit
 accuracy on all the split's images, p^(2N) for that digit accuracy p (the chance that all
 2N digits are right), the training minutes, the best published figure at that N and
-where the row stands against it; under it, every published figure with its source.
+where the row stands against it (test accuracies only); under it, every published
+figure with its source.
 OUTPUT_DIR/sum_accuracy_by_digits.png plots the sum accuracy against N with every
 published figure; OUTPUT_DIR/results.jsonl holds every run's final record.
 """
@@ -195,7 +196,8 @@ def plot(results, path, split="test"):
     ax.plot(curve, all_digits_right(p, curve), "--", color=color, alpha=0.6,
             label=f"p^(2N), p = {p:.2f}%")
   markers = {}
-  for n, systems in sorted(PUBLISHED.items()):
+  # Published figures are test accuracies: a validation plot does not show them.
+  for n, systems in sorted(PUBLISHED.items()) if split == "test" else ():
     for system, value, *_ in systems:
       marker = markers.setdefault(system, "xo+sdv^<>"[len(markers)])
       ax.plot([n], [value], marker, color="k", fillstyle="none", markersize=5,
@@ -217,8 +219,7 @@ def run_all(runs, seeds, output_dir, overrides=None, validation_size=0,
   """Trains every (config, pairing, N) of `runs` with seeds 0 .. seeds-1 (finished runs
   are read, see tables.train_or_read) on the MNIST of `data_dirs` (data_dir,
   manual_dir), writing results.jsonl, the table and the plot in `output_dir`; returns
-  the results,
-  {(config, pairing, N): [run, ...]}."""
+  the results, {(config, pairing, N): [run, ...]}."""
   split = "validation" if validation_size else "test"
   jobs = [(name, p, n, seed,
            make_config(name, p, n, seed, overrides, validation_size, data_dirs))
@@ -231,7 +232,7 @@ def run_all(runs, seeds, output_dir, overrides=None, validation_size=0,
       workdir = os.path.join(output_dir, name, pairing_name, str(n), f"seed_{seed}")
       record = tables.train_or_read(config, workdir)
       run = {"config": name, "pairing": pairing_name, "num_digits": n, "seed": seed,
-             "training_minutes": compare_configs.training_minutes(workdir), "record": record}
+             "training_minutes": tables.training_minutes(workdir), "record": record}
       tables.append_run(results, results_file, (name, pairing_name, n), run)
       print(f"{name} {pairing_name} N={n} seed {seed}: {run['training_minutes']:.1f} min, "
             f"{split} digit {record[f'{split}_digit_accuracy']:.2f}%, sum "

@@ -68,26 +68,47 @@ def train_or_read(config, workdir):
 
   A results folder can thus keep each run's config.json and metrics.jsonl alone (its
   checkpoints are not committed) and still make its table: a finished run is not
-  trained again as long as its config, less where MNIST is read from, is the same."""
+  trained again. Its config, less where MNIST is read from, must be `config`: a finished
+  run of another config is a UserError naming the fields that differ, never overwritten."""
   records = reporting.read_metrics(workdir)
-  if records and records[-1]["epoch"] == config.num_epochs and _same_run(config, workdir):
-    return records[-1]
-  return train.train_and_evaluate(config, workdir)
+  kept = _kept_config(workdir)
+  if kept is None or not records or records[-1]["epoch"] != kept["num_epochs"]:
+    return train.train_and_evaluate(config, workdir)
+  differ = _differences(kept, json.loads(config.to_json()))
+  if differ:
+    raise UserError(f"{workdir} holds a finished run of another config (it differs in "
+                    f"{', '.join(differ)}); choose another --output_dir.")
+  return records[-1]
 
 
-def _same_run(config, workdir):
+def training_minutes(workdir):
+  """The epochs' training time of the run in `workdir`, from its metrics.jsonl (without
+  compilation and evaluation)."""
+  return sum(record["epoch_seconds"] for record in reporting.read_metrics(workdir)) / 60
+
+
+def _kept_config(workdir):
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    return False
+    return None
   with open(path) as f:
-    kept = json.load(f)
-  return _without_data_dirs(kept) == _without_data_dirs(json.loads(config.to_json()))
+    return json.load(f)
 
 
-def _without_data_dirs(config_dict):
-  data = {k: v for k, v in config_dict.get("data", {}).items()
-          if k not in ("data_dir", "manual_dir")}
-  return {**config_dict, "data": data}
+def _differences(kept, wanted, prefix=""):
+  """The dotted names of the fields where two config dicts differ, less where MNIST is
+  read from."""
+  differ = []
+  for key in sorted(set(kept) | set(wanted)):
+    name = prefix + key
+    if name in ("data.data_dir", "data.manual_dir"):
+      continue
+    a, b = kept.get(key), wanted.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      differ += _differences(a, b, name + ".")
+    elif a != b:
+      differ.append(name)
+  return differ
 
 
 def mean_std(values, digits=2):

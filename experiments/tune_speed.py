@@ -19,7 +19,6 @@ from absl import flags
 from absl import logging
 
 from adder_jax import cli
-from adder_jax import reporting
 from adder_jax import runtime
 from adder_jax.errors import UserError
 from configs import default
@@ -150,7 +149,7 @@ def main(argv):
         for seed in range(FLAGS.seeds):
           workdir = os.path.join(output_dir, name, f"seed_{seed}")
           record = tables.train_or_read(make_config(overrides, seed), workdir)
-          seconds = sum(r["epoch_seconds"] for r in reporting.read_metrics(workdir))
+          seconds = 60 * tables.training_minutes(workdir)
           run = {"candidate": name, "seed": seed, "overrides": overrides,
                  "training_seconds": round(seconds, 1), "record": record}
           tables.append_run(results, results_file, name, run)

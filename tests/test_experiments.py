@@ -129,7 +129,7 @@ def _kept_run(workdir, config, epochs):
       for epoch in range(1, epochs + 1)))
 
 
-def test_a_finished_run_is_read_and_any_other_trained(tmp_path, monkeypatch):
+def test_a_finished_run_is_read_an_unfinished_one_trained(tmp_path, monkeypatch):
   trained = []
   monkeypatch.setattr(train, "train_and_evaluate",
                       lambda config, workdir: trained.append(workdir) or {"epoch": 0})
@@ -137,15 +137,25 @@ def test_a_finished_run_is_read_and_any_other_trained(tmp_path, monkeypatch):
   config.data.data_dir = "/one/place"
   _kept_run(tmp_path / "finished", config, config.num_epochs)
   _kept_run(tmp_path / "stopped", config, config.num_epochs - 1)
-  other = smoke.get_config()
-  other.optimizer.learning_rate *= 2
-  _kept_run(tmp_path / "other", other, config.num_epochs)
   config.data.data_dir = "/another/place"
   assert tables.train_or_read(config, str(tmp_path / "finished")) == {
       "epoch": config.num_epochs, "test_sum_accuracy": 90.0 + config.num_epochs}
-  for name in ("stopped", "other", "empty"):
+  for name in ("stopped", "empty"):
     assert tables.train_or_read(config, str(tmp_path / name)) == {"epoch": 0}
-  assert trained == [str(tmp_path / name) for name in ("stopped", "other", "empty")]
+  assert trained == [str(tmp_path / name) for name in ("stopped", "empty")]
+
+
+def test_a_finished_run_of_another_config_is_a_user_error_and_kept(tmp_path, monkeypatch):
+  monkeypatch.setattr(train, "train_and_evaluate", _never_called)
+  config = smoke.get_config()
+  _kept_run(tmp_path / "finished", config, config.num_epochs)
+  metrics = (tmp_path / "finished" / "metrics.jsonl").read_text()
+  config.optimizer.learning_rate *= 2
+  config.model.conv_layers = "8M"
+  with pytest.raises(UserError, match=r"finished run of another config \(it differs in "
+                     r"model.conv_layers, optimizer.learning_rate\); choose another"):
+    tables.train_or_read(config, str(tmp_path / "finished"))
+  assert (tmp_path / "finished" / "metrics.jsonl").read_text() == metrics
 
 
 def test_compare_configs_table_gives_every_seed_and_a_dash_for_a_missing_metric():
