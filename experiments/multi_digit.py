@@ -8,10 +8,10 @@ published figures: a markdown table and a plot of sum accuracy against N.
 Each --runs CONFIG/PAIRING/N,N,... (CONFIG a module of configs/ with task 'multi_digit',
 PAIRING one of adder_jax.pairing.PAIRINGS) trains at each N with seeds 0, 1, ... in
 OUTPUT_DIR/CONFIG/PAIRING/N/seed_S (a finished run is read from its metrics.jsonl, an
-interrupted one resumes), with batches of 120 images (see `batch_size`). Every --set FIELD=VALUE
-overrides that config field in every run; --validation_size sets images of the training
-set aside, and the table then reports validation accuracies: choose settings that way,
-never on the test set.
+interrupted one resumes), with batches of up to 120 images (see `batch_size`). Every
+--set FIELD=VALUE overrides that config field in every run; --validation_size sets
+images of the training set aside, and the table then reports validation accuracies:
+choose settings that way, never on the test set.
 
 The table (OUTPUT_DIR/table.md and stdout) has one row per (CONFIG, PAIRING, N): the
 mean ± sample standard deviation over the seeds of the last epoch's sum accuracy (the
@@ -59,7 +59,7 @@ def define_flags():
                        "validation accuracies instead of test ones.", lower_bound=0)
   flags.adopt_module_key_flags(tables)
 
-# Images per batch at every N: 60,000 / 2N examples split into batches of 60 / N.
+# Images per batch at every N (at most): 60 / N examples, rounded down to an even number.
 IMAGES_PER_BATCH = 120
 
 # Where the published figures come from: "checked" ones were read in the source named.
@@ -114,10 +114,11 @@ def parse_runs(specs):
 
 
 def batch_size(num_digits):
-  """Examples (pairs of numbers) per batch: IMAGES_PER_BATCH images, or the nearest
-  whole number of examples below, and at least 2 (so that a batch splits over two
-  devices)."""
-  return max(2, IMAGES_PER_BATCH // (2 * num_digits))
+  """Examples (pairs of numbers) per batch: the largest even number within
+  IMAGES_PER_BATCH images, and at least 2. Even at every N, so that one process training
+  several N splits every batch over two CPU devices (runtime.use_cpu_cores gives it as
+  many devices as divide every batch size; an odd one would leave it a single core)."""
+  return max(2, 2 * (IMAGES_PER_BATCH // (4 * num_digits)))
 
 
 def all_digits_right(digit_accuracy, num_digits):

@@ -42,7 +42,7 @@ def _multi_digit_results():
 
 def test_multi_digit_table_and_plot(tmp_path):
   from experiments import multi_digit
-  assert [multi_digit.batch_size(n) for n in (1, 2, 4, 15, 100)] == [60, 30, 15, 4, 2]
+  assert [multi_digit.batch_size(n) for n in (1, 2, 4, 15, 100)] == [60, 30, 14, 4, 2]
   assert multi_digit.all_digits_right(99.5, 15) == pytest.approx(100 * 0.995 ** 30)
   table = multi_digit.markdown_table(_multi_digit_results()).splitlines()
   assert len(table) == 2 + 4
