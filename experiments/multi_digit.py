@@ -62,18 +62,15 @@ def define_flags():
 # Images per batch at every N (at most): 60 / N examples, rounded down to an even number.
 IMAGES_PER_BATCH = 120
 
-# Where the published figures come from: "checked" ones were read in the source named.
+# Where the published figures come from ("not checked": not read in the source itself).
+# NeSyDM's Table 1 gives PLIA's figures as recomputed from PLIA's runs; DeepStochLog's
+# are those tabulated in A-NeSI's repository (data-analysis/results_other_methods.csv).
 SOURCES = {
-    "nesydm": "NeSyDM paper (van Krieken et al., Neurosymbolic Diffusion Models, NeurIPS "
-              "2025), Table 1; PLIA's figures there are recomputed from PLIA's runs",
-    "anesi": "A-NeSI paper (van Krieken et al., NeurIPS 2023), predict-only results; not "
-             "checked at the source",
-    "deepstochlog": "DeepStochLog paper (Winters et al., AAAI 2022), as tabulated in "
-                    "A-NeSI's repository, data-analysis/results_other_methods.csv",
-    "deepsoftlog": "DeepSoftLog paper (Maene and De Raedt, Soft-Unification in Deep "
-                   "Probabilistic Logic, NeurIPS 2023); not checked at the source",
-    "ctsketch": "CTSketch paper (Compositional Tensor Sketching for Scalable Neurosymbolic "
-                "Learning, arXiv 2503.24123, 2025); not checked at the source",
+    "nesydm": "NeSyDM (van Krieken et al., NeurIPS 2025), Table 1",
+    "anesi": "A-NeSI (van Krieken et al., NeurIPS 2023); not checked",
+    "deepstochlog": "DeepStochLog (Winters et al., AAAI 2022), via A-NeSI's repository",
+    "deepsoftlog": "DeepSoftLog (Maene and De Raedt, NeurIPS 2023); not checked",
+    "ctsketch": "CTSketch (arXiv 2503.24123, 2025); not checked",
 }
 
 # Published test sum accuracies under the literature's protocol, by N: (system, mean of

@@ -172,5 +172,5 @@ def test_every_published_figure_has_a_source():
   from experiments import multi_digit
   table = multi_digit.published_table().splitlines()
   assert len(table) == 2 + sum(len(s) for s in multi_digit.PUBLISHED.values())
-  assert "| 15 | PLIA | 79.00 ± 0.73 | NeSyDM paper" in table[2 + 4 + 4 + 6]
-  assert "| 100 | DeepSoftLog | 25.60 | DeepSoftLog paper" in table[-2]
+  assert "| 15 | PLIA | 79.00 ± 0.73 | NeSyDM (van Krieken et al., NeurIPS 2025), Table 1" in table[2 + 4 + 4 + 6]
+  assert "| 100 | DeepSoftLog | 25.60 | DeepSoftLog (Maene and De Raedt" in table[-2]
