@@ -138,3 +138,18 @@ def test_addition_of_fifteen_digit_numbers_is_exact():
   nines = np.full(15, 9)
   assert to_int(long_addition.add(nines, nines)) == 2 * (10 ** 15 - 1)
 
+
+@pytest.mark.parametrize("xp", [np, jnp])
+def test_carries_run_through_nines(xp):
+  """A carry crosses every position whose digits add to 9, at N = 100 too."""
+  rng = np.random.default_rng(5)
+  first = rng.integers(0, 10, (50, 100))
+  first[:, -1] = rng.integers(1, 10, 50)
+  second = 9 - first  # Every position adds to 9: no carry anywhere ...
+  second[:25, -1] += 1  # ... but in the first 25 one enters above the lowest digit,
+  first[:5, 50] = second[:5, 50] = 0  # and in 5 of those stops halfway.
+  total = np.asarray(long_addition.add(xp.asarray(first), xp.asarray(second)))
+  for a, b, s in zip(first, second, total):
+    assert to_int(s) == to_int(a) + to_int(b)
+  assert total[5:25, 0].all() and not total[25:, 0].any()
+
