@@ -8,8 +8,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from unittest import mock
+
+# One compilation cache on disk for the test session and every process its tests start
+# (they inherit the environment): the tests train the same small configs again and
+# again, and on a CPU compiling them is most of such a run's time. Set before JAX loads.
+_COMPILATION_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _COMPILATION_CACHE = tempfile.mkdtemp(prefix="adder_jax_tests_compilation_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _COMPILATION_CACHE
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 from absl import flags
 import numpy as np
@@ -236,3 +246,8 @@ def to_digits(number, num_digits):
   """A non-negative Python integer as int32 [num_digits], most significant first."""
   assert 0 <= number < 10 ** num_digits
   return np.array([int(d) for d in str(number).zfill(num_digits)], np.int32)
+
+
+def pytest_sessionfinish():
+  if _COMPILATION_CACHE:
+    shutil.rmtree(_COMPILATION_CACHE, ignore_errors=True)
