@@ -208,12 +208,15 @@ def test_cpu_kernels_give_autodiff_loss_and_gradients(config_name):
   assert grad_error < 1e-5
 
 
+# Split over 8 devices, the kernel gradient sums 8 shards: checked on both kernel sizes
+# and paddings (3x3 'SAME' in the default trunk, 5x5 'VALID' in LeNet's); the other
+# networks differ in depth and width, checked on one device above.
 _ON_EIGHT_DEVICES = """
 import json
 import jax
-from test_kernels import CONFIGS, largest_difference
-print(json.dumps({"devices": jax.device_count(),
-                  "errors": {name: largest_difference(name) for name in CONFIGS}}))
+from test_kernels import largest_difference
+print(json.dumps({"devices": jax.device_count(), "errors": {
+    name: largest_difference(name) for name in ("default", "multi_digit_lenet")}}))
 """
 
 

@@ -90,12 +90,13 @@ def test_ctrl_c_saves_a_checkpoint_and_rerunning_resumes(trained_workdir, tmp_pa
   """Ctrl-C in the middle of epoch 2, then a rerun ends where an unbroken run did."""
   config = small_config(tmp_path / "tfds")
   workdir = str(tmp_path / "workdir")
+  handler = signal.getsignal(signal.SIGINT)
   with mock_mnist(MOCK_EXAMPLES):
     # After the first of epoch 2's two chunks.
     with ctrl_c_after_chunk(monkeypatch, 3):
       with pytest.raises(interrupts.TrainingInterrupted, match="checkpoint at step 9"):
         train.train_and_evaluate(config, workdir)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler  # Restored.
     checkpointer = checkpointing.Checkpointer(workdir)
     assert checkpointer.latest_step() == 9
     checkpointer.close()
