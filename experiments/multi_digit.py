@@ -67,10 +67,11 @@ IMAGES_PER_BATCH = 120
 # are those tabulated in A-NeSI's repository (data-analysis/results_other_methods.csv).
 SOURCES = {
     "nesydm": "NeSyDM (van Krieken et al., NeurIPS 2025), Table 1",
-    "anesi": "A-NeSI (van Krieken et al., NeurIPS 2023); not checked",
+    "anesi": ("A-NeSI (van Krieken et al., NeurIPS 2023), its better variant, from the "
+              "authors' runs (data-analysis/runs.csv of HEmile/a-nesi)"),
     "deepstochlog": "DeepStochLog (Winters et al., AAAI 2022), via A-NeSI's repository",
     "deepsoftlog": "DeepSoftLog (Maene and De Raedt, NeurIPS 2023); not checked",
-    "ctsketch": "CTSketch (arXiv 2503.24123, 2025); not checked",
+    "ctsketch": "CTSketch (NeurIPS 2025, arXiv 2503.24123); not checked",
 }
 
 # Published test sum accuracies under the literature's protocol, by N: (system, mean of
