@@ -74,7 +74,7 @@ def add(first, second):
   xp = jnp if isinstance(first, jax.Array) or isinstance(second, jax.Array) else np
   totals = (first + second)[..., ::-1]  # Least significant first.
   positions = xp.arange(totals.shape[-1])
-  deciding = xp.maximum.accumulate(xp.where(totals != 9, positions, -1), axis=-1)
+  deciding = xp.maximum.accumulate(xp.where(totals != NUM_DIGITS - 1, positions, -1), axis=-1)
   decided = xp.take_along_axis(totals, xp.maximum(deciding, 0), axis=-1) >= NUM_DIGITS
   carry_out = (decided & (deciding >= 0)).astype(totals.dtype)
   carry_in = xp.concatenate([xp.zeros_like(carry_out[..., :1]), carry_out[..., :-1]], -1)

@@ -152,4 +152,3 @@ def test_carries_run_through_nines(xp):
   for a, b, s in zip(first, second, total):
     assert to_int(s) == to_int(a) + to_int(b)
   assert total[5:25, 0].all() and not total[25:, 0].any()
-
