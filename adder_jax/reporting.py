@@ -7,8 +7,8 @@ and a disabled progress bar, so no two processes write the same file.
 
 import json
 import os
+import sys
 
-import tensorboardX
 import tqdm
 
 METRICS_FILE = "metrics.jsonl"
@@ -55,7 +55,7 @@ class MetricWriter:
     self._records.append(record)
     self._rewrite(self._records)
     if self._tensorboard is None:
-      self._tensorboard = tensorboardX.SummaryWriter(logdir=self._workdir)
+      self._tensorboard = _summary_writer(self._workdir)
     for name, value in record.items():
       if name not in ("epoch", "step") and isinstance(value, (int, float)):
         self._tensorboard.add_scalar(name, value, record["step"])
@@ -64,6 +64,24 @@ class MetricWriter:
   def close(self):
     if self._tensorboard is not None:
       self._tensorboard.close()
+
+
+def _summary_writer(logdir):
+  """A tensorboardX SummaryWriter, imported at the first record rather than at start-up.
+
+  tensorboardX imports PyTorch whenever it is installed (about 2 seconds on a CPU) only
+  to accept torch tensors, which adder_jax never passes; unless PyTorch is loaded
+  already, it is hidden from that import (a None entry in sys.modules makes `import
+  torch` raise ImportError, which tensorboardX expects).
+  """
+  if "tensorboardX" not in sys.modules and "torch" not in sys.modules:
+    sys.modules["torch"] = None
+    try:
+      import tensorboardX  # pylint: disable=import-outside-toplevel
+    finally:
+      del sys.modules["torch"]
+  import tensorboardX  # pylint: disable=import-outside-toplevel
+  return tensorboardX.SummaryWriter(logdir=logdir)
 
 
 class NullMetricWriter:

@@ -178,6 +178,25 @@ def test_every_entry_point_imports_beside_the_others():
   assert result.returncode == 0, result.stderr
 
 
+def test_starting_and_writing_metrics_do_not_load_pytorch(tmp_path):
+  """tensorboardX imports PyTorch whenever it is installed (seconds of every start);
+  adder_jax's metric writer keeps it out, and still writes TensorBoard events."""
+  pytest.importorskip("torch", reason="the [bench] extra (PyTorch) is not installed")
+  code = textwrap.dedent("""
+      import sys
+      from adder_jax import main, reporting
+      writer = reporting.MetricWriter(sys.argv[1], resume_step=0)
+      writer.write({"epoch": 1, "step": 3, "train_loss": 0.5})
+      writer.close()
+      print(sorted({"torch", "tensorboardX"} & set(sys.modules)))""")
+  result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip() == "['tensorboardX']"
+  [events] = [name for name in os.listdir(tmp_path) if name.startswith("events.out.tfevents")]
+  assert b"train_loss" in (tmp_path / events).read_bytes()
+
+
 def test_every_entry_point_is_in_the_help_test():
   """Each module with a `__main__` block is listed in ENTRY_POINTS."""
   found = set()
