@@ -2,12 +2,13 @@
 significant first), trained on their sum alone.
 
 Each epoch splits the 60,000 training images into 60,000 / 2N examples (every image at
-most once; the last incomplete batch is dropped): new examples every epoch by default; `--config.data.pairing=fixed` keeps the same
-examples for every epoch, the neuro-symbolic literature's protocol. The test set is the
-10,000 / 2N fixed examples of the test images. The loss is the negative log of the sum's
-exact likelihood, a dynamic program over the carry (adder_jax/long_addition.py), so
-per-image digit accuracy emerges without digit labels. For another N, keep batches of
-up to 120 images, an even number of examples (experiments/multi_digit.py does).
+most once; the last incomplete batch is dropped): new examples every epoch by default;
+`--config.data.pairing=fixed` keeps the same examples for every epoch, the neuro-symbolic
+literature's protocol. The test set is the 10,000 / 2N fixed examples of the test
+images. The loss is the negative log of the sum's exact likelihood, a dynamic program
+over the carry (adder_jax/long_addition.py), so per-image digit accuracy emerges without
+digit labels. For another N, keep batches of up to 120 images, an even number of
+examples (experiments/multi_digit.py does).
 """
 
 from configs import default
