@@ -22,6 +22,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 from absl import flags
+import filelock
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -142,14 +143,27 @@ def environment(name):
 def real_first_run(tmp_path_factory):
   """A first run of `python -m adder_jax.main --config configs/smoke.py` on real MNIST:
   prepared from the IDX files in ADDER_JAX_MNIST_DIR into a new data_dir, then one short
-  epoch (about 2 minutes on 2 cores). Returns (workdir, the finished CompletedProcess)."""
+  epoch (about 2 minutes on 2 cores). Returns (workdir, the finished CompletedProcess).
+
+  Run once per test session: pytest-xdist's workers (pyproject.toml) share it through
+  their common temporary folder, the first to ask running it under a file lock.
+  """
   mnist_dir = environment("ADDER_JAX_MNIST_DIR")
-  root = tmp_path_factory.mktemp("real_first_run")
-  run = subprocess.run(
-      [sys.executable, "-m", "adder_jax.main", "--config", "configs/smoke.py",
-       f"--workdir={root / 'workdir'}", f"--config.data.data_dir={root / 'tfds'}",
-       f"--config.data.manual_dir={mnist_dir}"],
-      cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # The session's folder, above each worker's own.
+  root = root / "real_first_run"
+  with filelock.FileLock(f"{root}.lock"):
+    if not (root / "run.json").exists():
+      run = subprocess.run(
+          [sys.executable, "-m", "adder_jax.main", "--config", "configs/smoke.py",
+           f"--workdir={root / 'workdir'}", f"--config.data.data_dir={root / 'tfds'}",
+           f"--config.data.manual_dir={mnist_dir}"],
+          cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+      root.mkdir(exist_ok=True)
+      (root / "run.json").write_text(json.dumps(
+          {"returncode": run.returncode, "stdout": run.stdout, "stderr": run.stderr}))
+  run = subprocess.CompletedProcess(args=None, **json.loads((root / "run.json").read_text()))
   assert run.returncode == 0, run.stderr
   return root / "workdir", run
 
