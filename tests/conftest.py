@@ -20,6 +20,9 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _COMPILATION_CACHE = tempfile.mkdtemp(prefix="adder_jax_tests_compilation_cache_")
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _COMPILATION_CACHE
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  # A size limit turns on the cache's file lock: parallel test workers write and read
+  # the same entries, and without it one can read an entry another is still writing.
+  os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2**34))
 
 from absl import flags
 import filelock
@@ -155,14 +158,19 @@ def real_first_run(tmp_path_factory):
   root = root / "real_first_run"
   with filelock.FileLock(f"{root}.lock"):
     if not (root / "run.json").exists():
-      run = subprocess.run(
-          [sys.executable, "-m", "adder_jax.main", "--config", "configs/smoke.py",
-           f"--workdir={root / 'workdir'}", f"--config.data.data_dir={root / 'tfds'}",
-           f"--config.data.manual_dir={mnist_dir}"],
-          cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
-      root.mkdir(exist_ok=True)
-      (root / "run.json").write_text(json.dumps(
-          {"returncode": run.returncode, "stdout": run.stdout, "stderr": run.stderr}))
+      shutil.rmtree(root, ignore_errors=True)  # What a worker that died mid-run left.
+      root.mkdir()
+      try:
+        run = subprocess.run(
+            [sys.executable, "-m", "adder_jax.main", "--config", "configs/smoke.py",
+             f"--workdir={root / 'workdir'}", f"--config.data.data_dir={root / 'tfds'}",
+             f"--config.data.manual_dir={mnist_dir}"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+        outcome = {"returncode": run.returncode, "stdout": run.stdout, "stderr": run.stderr}
+      except subprocess.TimeoutExpired:
+        outcome = {"returncode": None, "stdout": "", "stderr": "ran over 1200 s"}
+      # Written however it ended, so that no other worker runs it again.
+      (root / "run.json").write_text(json.dumps(outcome))
   run = subprocess.CompletedProcess(args=None, **json.loads((root / "run.json").read_text()))
   assert run.returncode == 0, run.stderr
   return root / "workdir", run
