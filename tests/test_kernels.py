@@ -5,6 +5,8 @@ in a subprocess."""
 
 import functools
 import importlib
+import pathlib
+import re
 
 import flax.linen as nn
 import jax
@@ -19,7 +21,7 @@ from adder_jax import sharding
 from adder_jax import steps
 from adder_jax import tasks
 from adder_jax.errors import UserError
-from conftest import first_training_batch, run_on_cpu_devices
+from conftest import REPO_ROOT, first_training_batch, run_on_cpu_devices
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -164,10 +166,23 @@ def test_a_pool_the_kernels_do_not_cover_is_refused_in_one_line():
   assert "\n" not in str(error.value)
 
 
-# Configs whose networks the comparison below covers: every trunk spec and kernel size
-# the configs use.
-CONFIGS = ("default", "fast", "smoke", "reference_cnn", "two_images", "multi_digit",
-           "multi_digit_lenet")
+# One config per distinct trunk of configs/ (layer spec, kernel size, batch norm or
+# not), which is all the kernels see: smoke, two_images and multi_digit reuse default's
+# trunk, and fast and fast_99_5 its layers at half the width.
+CONFIGS = ("default", "best", "reference_cnn", "multi_digit_lenet")
+
+
+def trunk(config_name):
+  """What of a config's network the kernels see: its layer spec with the widths left
+  out, its kernel size, and whether it normalises."""
+  model = importlib.import_module(f"configs.{config_name}").get_config().model
+  return re.sub(r"\d+", "C", model.conv_layers), model.kernel_size, model.batch_norm
+
+
+def test_the_comparison_covers_the_trunk_of_every_config():
+  names = [p.stem for p in pathlib.Path(REPO_ROOT, "configs").glob("*.py")
+           if p.stem != "__init__"]
+  assert {trunk(name) for name in names} == {trunk(name) for name in CONFIGS}
 
 
 def loss_and_gradients(config_name, kind):
