@@ -20,9 +20,6 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _COMPILATION_CACHE = tempfile.mkdtemp(prefix="adder_jax_tests_compilation_cache_")
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _COMPILATION_CACHE
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  # A size limit turns on the cache's file lock: parallel test workers write and read
-  # the same entries, and without it one can read an entry another is still writing.
-  os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2**34))
 
 from absl import flags
 import filelock
