@@ -51,6 +51,8 @@ def test_multi_digit_table_and_plot(tmp_path):
                      "91.00 ± 0.71", "99.05 ± 0.07"]
   assert row[8] == tables.mean_std([100 * 0.990 ** 30, 100 * 0.991 ** 30])
   assert row[-2:] == ["79.00 ± 0.73 PLIA", "above |"]
+  # A fresh-pairing row is outside the published protocol: shown, not set against it.
+  assert table[3].split(" | ")[-2:] == ["79.00 ± 0.73 PLIA", "not their protocol |"]
   validation = {row: [{**run, "record": {k.replace("test_", "validation_"): v
                                           for k, v in run["record"].items()}} for run in runs]
                 for row, runs in _multi_digit_results().items()}
