@@ -83,7 +83,8 @@ def train_or_read(config, workdir):
 
 def training_minutes(workdir):
   """The epochs' training time of the run in `workdir`, from its metrics.jsonl (without
-  compilation and evaluation)."""
+  compilation and evaluation). An epoch resumed after a stop counts only its time since
+  the restart (docs/training.md), so this is the training time of unbroken runs only."""
   return sum(record["epoch_seconds"] for record in reporting.read_metrics(workdir)) / 60
 
 
